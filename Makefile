@@ -1,0 +1,52 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Each creates .venv if it is missing,
+# installs torch from $(TORCH) first (TORCH=torch==2.13.0 picks the local CPU build), then the
+# package with the extras it needs.
+PYTHON ?= python3
+TORCH ?= torch
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+# Spinning OpenMP threads make small training steps 10x slower on 2 shared cores.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo demo-quick test test-all lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(PIP) install --quiet "$(TORCH)"
+	touch $@
+
+$(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
+	$(PIP) install --quiet -e ".[$*]"
+	touch $@
+
+install: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed-plot
+	$(BIN)/flowkit demo
+
+demo-quick: $(VENV)/.installed-plot
+	$(BIN)/flowkit demo --quick
+
+test: $(VENV)/.installed-test
+	$(BIN)/pytest -m "not slow"
+
+test-all: $(VENV)/.installed-test
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/digits_flows.py
+
+clean:
+	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

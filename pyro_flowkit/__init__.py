@@ -1,0 +1,23 @@
+"""pyro-flowkit: normalizing flows, and the models built from them, as Pyro parts.
+
+``pyro_flowkit.transforms``, ``.flows``, ``.nn``, ``.data`` and ``.metrics`` load with the package;
+``pyro_flowkit.models`` and ``pyro_flowkit.inference`` load on first access.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from pyro_flowkit import data, flows, metrics, nn, transforms
+
+__version__ = "0.1.0"
+__all__ = ["data", "flows", "inference", "metrics", "models", "nn", "transforms"]
+
+_LAZY = {"models", "inference", "cli"}
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""Conditioner networks for the flows: plain PyTorch modules with no Pyro logic."""
+
+from pyro_flowkit.nn.mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,93 @@
+"""Multi-layer perceptron conditioners whose last layer starts at zero."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    r"""A ReLU perceptron :math:`h = W_L \sigma(\dots \sigma(W_1 x + V c + b_1) \dots) + b_L`.
+
+    The context :math:`c` (optional) enters the first layer through its own bias-free linear map,
+    so an input of shape ``A + (in_features,)`` and a context of shape ``B + (context_features,)``
+    give an output of shape ``broadcast(A, B) + (out_features,)``: the context's share of the first
+    layer is computed once per context row, not once per sample. The last layer (and the context
+    map when there is no hidden layer) is zero-initialised, so a coupling built on this network
+    starts as the identity map (Dinh et al. 2017, Kingma & Dhariwal 2018).
+
+    Arguments:
+        in_features: size of the input's last dimension.
+        out_features: size of the output's last dimension.
+        hidden_dims: widths of the hidden layers (may be empty).
+        context_features: size of the context's last dimension; 0 for no context.
+        dropout: dropout probability after each hidden activation (training mode only).
+        zero_init: zero the output layer's weight and bias.
+
+    Example:
+        >>> net = MLP(3, 4, hidden_dims=(8,), context_features=2)
+        >>> net(torch.randn(5, 7, 3), torch.randn(7, 2)).shape
+        torch.Size([5, 7, 4])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        hidden_dims: Sequence[int] = (256, 256),
+        context_features: int = 0,
+        *,
+        dropout: float = 0.0,
+        zero_init: bool = True,
+    ) -> None:
+        super().__init__()
+        _check_positive("in_features", in_features)
+        _check_positive("out_features", out_features)
+        _check_positive("context_features", context_features, allow_zero=True)
+        hidden_dims = tuple(hidden_dims)
+        for h in hidden_dims:
+            _check_positive("hidden_dims", h)
+        widths = (in_features, *hidden_dims, out_features)
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.context_layer = (
+            nn.Linear(context_features, widths[1], bias=False) if context_features else None
+        )
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+        self.dropout = dropout
+        self.in_features = in_features
+        self.context_features = context_features
+        if zero_init:
+            nn.init.zeros_(self.layers[-1].weight)
+            nn.init.zeros_(self.layers[-1].bias)
+            if self.context_layer is not None and not hidden_dims:
+                nn.init.zeros_(self.context_layer.weight)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Map ``x`` (and ``context``) to the output; leading dimensions broadcast."""
+        h = self.layers[0](x)
+        if self.context_layer is not None:
+            if context is None:
+                raise ValueError(
+                    f"context: this network expects a context of {self.context_features} "
+                    "features, got None"
+                )
+            h = h + self.context_layer(context)
+        for layer in self.layers[1:]:
+            h = torch.relu(h)
+            if self.dropout and self.training:
+                h = F.dropout(h, self.dropout, training=True)
+            h = layer(h)
+        return h
+
+
+def _check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name}: expected {kind} integer, got {value!r}")

@@ -1,0 +1,79 @@
+"""PNG figures of densities and samples (needs the ``plot`` extra: matplotlib)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["plot_density_2d", "plot_image_grids"]
+
+
+def _pyplot():  # noqa: ANN202
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ImportError("plots need matplotlib: pip install 'pyro-flowkit[plot]'") from e
+    return plt
+
+
+@torch.no_grad()
+def plot_density_2d(
+    log_prob_fn: Callable[[Tensor], Tensor],
+    data: Tensor,
+    path: str | Path,
+    *,
+    limit: float = 4.5,
+    resolution: int = 200,
+    title: str = "",
+) -> Path:
+    """Save the model density on ``[-limit, limit]^2`` next to a scatter of ``data`` as a PNG."""
+    plt = _pyplot()
+    axis = torch.linspace(-limit, limit, resolution, dtype=data.dtype)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
+    density = log_prob_fn(grid).exp().reshape(resolution, resolution).cpu().numpy()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
+    extent = (-limit, limit, -limit, limit)
+    left.scatter(*data.cpu().numpy().T, s=1, alpha=0.4)
+    left.set(xlim=extent[:2], ylim=extent[2:], title="data", aspect="equal")
+    right.imshow(density, origin="lower", extent=extent, cmap="viridis")
+    right.set(title=title or "model density")
+    for ax in (left, right):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, plt, path)
+
+
+def plot_image_grids(
+    grids: Sequence[tuple[str, Tensor]], path: str | Path, *, ncol: int = 8, vmax: float = 1.0
+) -> Path:
+    """Save one panel per ``(title, images)`` pair; images are ``(n, 1, H, W)`` or ``(n, H, W)``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
+    for ax, (title, images) in zip(axes[0], grids, strict=True):
+        ax.imshow(_tile(images.detach().cpu(), ncol).numpy(), cmap="gray", vmin=0, vmax=vmax)
+        ax.set(title=title, xticks=[], yticks=[])
+    return _save(fig, plt, path)
+
+
+def _tile(images: Tensor, ncol: int) -> Tensor:
+    images = images.reshape(len(images), *images.shape[-2:])
+    n, h, w = images.shape
+    nrow = -(-n // ncol)
+    padded = torch.zeros(nrow * ncol, h + 1, w + 1)
+    padded[:n, :h, :w] = images
+    return padded.reshape(nrow, ncol, h + 1, w + 1).permute(0, 2, 1, 3).reshape(nrow * (h + 1), -1)
+
+
+def _save(fig: object, plt: object, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

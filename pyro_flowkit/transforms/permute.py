@@ -1,0 +1,57 @@
+"""A fixed permutation of the features, stored as a buffer so it moves and saves with the flow."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from pyro_flowkit.transforms._base import FlowTransform
+
+
+class Permute(FlowTransform):
+    r"""Reorders the last dimension of a vector event: :math:`y_i = x_{\pi(i)}`, log-det 0.
+
+    Placed between coupling layers so that every feature is transformed and conditioned upon.
+    Unlike ``pyro.distributions.transforms.Permute`` the permutation is a buffer, so it follows
+    ``.to(device)`` and is saved in ``state_dict``.
+
+    Arguments:
+        permutation: a 1-D tensor holding a permutation of ``0 .. D-1``.
+
+    Example:
+        >>> t = Permute(torch.tensor([2, 0, 1]))
+        >>> t(torch.tensor([10.0, 20.0, 30.0]))
+        tensor([30., 10., 20.])
+    """
+
+    def __init__(self, permutation: Tensor) -> None:
+        permutation = torch.as_tensor(permutation)
+        n = permutation.numel()
+        if permutation.dim() != 1 or not torch.equal(
+            torch.sort(permutation).values, torch.arange(n, device=permutation.device)
+        ):
+            raise ValueError(
+                f"permutation: expected a 1-D permutation of 0..n-1, got {permutation.tolist()}"
+            )
+        super().__init__(n)
+        self.register_buffer("permutation", permutation.long())
+        self.register_buffer("inverse_permutation", torch.argsort(self.permutation))
+
+    @classmethod
+    def random(cls, dim: int, generator: torch.Generator | None = None) -> Permute:
+        """A uniformly random permutation of ``dim`` features."""
+        return cls(torch.randperm(dim, generator=generator))
+
+    @classmethod
+    def reverse(cls, dim: int) -> Permute:
+        """The order reversed."""
+        return cls(torch.arange(dim - 1, -1, -1))
+
+    def _zero(self, t: Tensor) -> Tensor:
+        return t.new_zeros(()).expand(t.shape[:-1])
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.index_select(-1, self.permutation), self._zero(x)
+
+    def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y.index_select(-1, self.inverse_permutation), self._zero(y)

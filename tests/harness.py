@@ -1,0 +1,73 @@
+"""Helpers of the shared transform harness: uncached maps, autograd log-dets, perturbation."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+from pyro.distributions.conditional import ConstantConditionalTransform
+from torch.distributions import ComposeTransform, Transform
+from torch.distributions.utils import _sum_rightmost
+
+
+def parts(t: Transform) -> list[Transform]:
+    """The leaf transforms of ``t`` in application order."""
+    if isinstance(t, ComposeTransform):
+        return [leaf for p in t.parts for leaf in parts(p)]
+    if isinstance(t, ConstantConditionalTransform):
+        return [t.transform]
+    return [t]
+
+
+def call_uncached(t: Transform, x: torch.Tensor) -> torch.Tensor:
+    """``t(x)`` through every leaf's ``_call``, bypassing the caches."""
+    for leaf in parts(t):
+        x = leaf._call(x)
+    return x
+
+
+def inverse_uncached(t: Transform, y: torch.Tensor) -> torch.Tensor:
+    """``t.inv(y)`` through every leaf's ``_inverse``, bypassing the caches."""
+    for leaf in reversed(parts(t)):
+        y = leaf._inverse(y)
+    return y
+
+
+def clear_caches(t: Transform) -> None:
+    for leaf in parts(t):
+        if hasattr(leaf, "clear_cache"):
+            leaf.clear_cache()
+        leaf._cached_x_y = None, None
+
+
+def event_log_det(t: Transform, x: torch.Tensor, y: torch.Tensor, event_dim: int) -> torch.Tensor:
+    """``t.log_abs_det_jacobian`` summed over the whole event of ``event_dim`` dimensions."""
+    return _sum_rightmost(t.log_abs_det_jacobian(x, y), event_dim - t.event_dim)
+
+
+def autograd_log_det(t: Transform, x: torch.Tensor, event_shape: torch.Size) -> torch.Tensor:
+    """``log|det J|`` of the uncached forward map at one event ``x``, by ``slogdet``."""
+
+    def flat_map(v: torch.Tensor) -> torch.Tensor:
+        return call_uncached(t, v.reshape(event_shape)).reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(flat_map, x.reshape(-1))
+    sign, logabsdet = torch.linalg.slogdet(jac)
+    assert sign.abs() > 0, "the Jacobian is singular"
+    return logabsdet
+
+
+@torch.no_grad()
+def perturb(module: torch.nn.Module, scale: float = 0.3) -> None:
+    """Move every floating parameter away from its (identity) initial value."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            p.add_(scale * torch.randn_like(p))
+
+
+def state_dict_round_trip(module: torch.nn.Module) -> dict:
+    """The module's ``state_dict`` after ``torch.save`` / ``torch.load(weights_only=True)``."""
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

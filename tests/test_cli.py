@@ -1,0 +1,50 @@
+import json
+
+import pytest
+
+from pyro_flowkit.cli import main
+
+
+@pytest.mark.parametrize("model, dataset", [("realnvp", "moons"), ("nice", "digits")])
+def test_fit_command_writes_checkpoint_metrics_and_picture(tmp_path, model, dataset, capsys):
+    assert (
+        main(
+            [
+                "fit",
+                model,
+                "--data",
+                dataset,
+                "--steps",
+                "20",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    stem = f"{model}_{dataset}"
+    metrics = json.loads((tmp_path / f"{stem}.json").read_text())
+    key = "test_bits_per_dim" if dataset == "digits" else "test_nll"
+    assert metrics["steps"] == 20 and metrics[key] == metrics[key]  # finite, not NaN
+    assert (tmp_path / f"{stem}.pt").stat().st_size > 0
+    assert (tmp_path / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+    assert key in capsys.readouterr().out
+
+
+def test_bad_choices_exit_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "glow"])
+    assert "invalid choice: 'glow'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_quick_demo(tmp_path):
+    assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    for model in ("nice", "realnvp"):
+        assert (
+            report["digits"][model]["test_bits_per_dim"] < report["digits"]["uniform_bits_per_dim"]
+        )
+    for name in ("metrics.json", "density_moons.png", "digits_samples.png"):
+        assert (tmp_path / name).exists()

@@ -1,0 +1,357 @@
+"""The shared transform harness: every transform of the library is a row of ``CASES``.
+
+Each row is checked, with its parameters first moved away from the identity initialisation, for
+shapes under batch shapes (), (3,), (3, 4); round trips through ``_call``/``_inverse`` bypassing
+the caches; ``log_abs_det_jacobian`` against ``torch.linalg.slogdet`` of the autograd Jacobian in
+float64; gradients to every parameter; ``TransformedDistribution.log_prob``/``rsample``;
+``state_dict`` save/load with ``weights_only=True``; ``.double()``/``.to(device)``; one network
+pass per sample-then-score; and, for ``Conditional*`` twins, a context that broadcasts against
+leading sample dimensions. Later issues add their rows here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyro.distributions as dist
+import pytest
+import torch
+from harness import (
+    autograd_log_det,
+    call_uncached,
+    clear_caches,
+    event_log_det,
+    inverse_uncached,
+    parts,
+    perturb,
+    state_dict_round_trip,
+)
+from pyro.distributions.conditional import ConditionalTransform
+from torch import nn
+
+import pyro_flowkit as fk
+from pyro_flowkit.nn import MLP
+from pyro_flowkit.transforms import (
+    AdditiveCoupling,
+    AffineCoupling,
+    ConditionalAdditiveCoupling,
+    ConditionalAffineCoupling,
+    ConditionalScaling,
+    Logit,
+    Permute,
+    Scaling,
+    alternating_mask,
+    half_mask,
+)
+
+H = (8,)  # small conditioners keep the float64 Jacobians fast
+
+
+def _randn(shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.randn(shape, device=device, dtype=dtype)
+
+
+def _unit(shape: torch.Size, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.rand(shape, device=device, dtype=dtype) * 0.9 + 0.05
+
+
+@dataclass
+class Case:
+    id: str
+    build: Callable[[], nn.Module]
+    event_shape: tuple[int, ...]
+    context_dim: int = 0
+    sample: Callable = _randn
+    identity_at_init: bool = True
+
+    @property
+    def conditional(self) -> bool:
+        return self.context_dim > 0
+
+
+def _mask(bits: str) -> torch.Tensor:
+    return torch.tensor([b == "1" for b in bits])
+
+
+def _affine(mask: torch.Tensor, **kw) -> AffineCoupling:
+    kept = int(mask.sum())
+    return AffineCoupling(mask, MLP(kept, 2 * (len(mask) - kept), H), **kw)
+
+
+def _additive(mask: torch.Tensor) -> AdditiveCoupling:
+    kept = int(mask.sum())
+    return AdditiveCoupling(mask, MLP(kept, len(mask) - kept, H))
+
+
+def _cond(cls: type, mask: torch.Tensor, per: int, c: int = 3) -> nn.Module:
+    kept = int(mask.sum())
+    return cls(mask, MLP(kept, per * (len(mask) - kept), H, context_features=c))
+
+
+CASES = [
+    Case("additive-alternating-odd", lambda: _additive(alternating_mask(5)), (5,)),
+    Case("additive-half", lambda: _additive(half_mask(4)), (4,)),
+    Case("affine-alternating", lambda: _affine(alternating_mask(6)), (6,)),
+    Case("affine-alternating-flip", lambda: _affine(alternating_mask(6, flip=True)), (6,)),
+    Case("affine-half-odd", lambda: _affine(half_mask(5)), (5,)),
+    Case("affine-half-flip", lambda: _affine(half_mask(4, flip=True)), (4,)),
+    Case("affine-irregular-mask", lambda: _affine(_mask("100101")), (6,)),
+    Case("affine-tight-bound", lambda: _affine(half_mask(4), log_scale_bound=0.5), (4,)),
+    Case("scaling", lambda: Scaling(4), (4,)),
+    Case("permute", lambda: Permute.random(5), (5,), identity_at_init=False),
+    Case("logit", lambda: Logit(0.05), (4,), sample=_unit, identity_at_init=False),
+    Case(
+        "conditional-additive",
+        lambda: _cond(ConditionalAdditiveCoupling, alternating_mask(4), 1),
+        (4,),
+        context_dim=3,
+    ),
+    Case(
+        "conditional-affine",
+        lambda: _cond(ConditionalAffineCoupling, half_mask(5), 2),
+        (5,),
+        context_dim=3,
+    ),
+    Case("conditional-scaling", lambda: ConditionalScaling(4, 3, H), (4,), context_dim=3),
+    Case("nice", lambda: fk.flows.nice(6, hidden_dims=H), (6,)),
+    Case(
+        "nice-half-reverse",
+        lambda: fk.flows.nice(5, 3, H, mask="half", permutation="reverse"),
+        (5,),
+        identity_at_init=False,
+    ),
+    Case("realnvp", lambda: fk.flows.realnvp(6, num_layers=4, hidden_dims=H), (6,)),
+    Case(
+        "realnvp-random-permutation",
+        lambda: fk.flows.realnvp(5, 3, H, mask="half", permutation="random"),
+        (5,),
+        identity_at_init=False,
+    ),
+    Case(
+        "conditional-nice",
+        lambda: fk.flows.conditional_nice(4, 3, num_layers=2, hidden_dims=H),
+        (4,),
+        context_dim=3,
+    ),
+    Case(
+        "conditional-realnvp",
+        lambda: fk.flows.conditional_realnvp(
+            5, 3, num_layers=3, hidden_dims=H, permutation="random"
+        ),
+        (5,),
+        context_dim=3,
+        identity_at_init=False,
+    ),
+]
+CONDITIONAL = [c for c in CASES if c.conditional]
+LEARNABLE = [c for c in CASES if c.identity_at_init]
+
+cases = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+
+
+def instantiate(case: Case, device: torch.device, dtype: torch.dtype = torch.float64):
+    """The row's module (perturbed, moved), the plain transform to test, and the context used."""
+    module = case.build()
+    perturb(module)
+    module = module.to(device=device, dtype=dtype)
+    if not case.conditional:
+        return module, module, None
+    context = torch.randn(case.context_dim, device=device, dtype=dtype)
+    return module, module.condition(context), context
+
+
+def sample(case: Case, batch: tuple[int, ...], device: torch.device, dtype=torch.float64):
+    return case.sample(torch.Size(batch + case.event_shape), device, dtype)
+
+
+@cases
+@pytest.mark.parametrize("batch", [(), (3,), (3, 4)], ids=str)
+def test_shapes(case, batch, device):
+    _, t, _ = instantiate(case, device)
+    x = sample(case, batch, device)
+    y = t(x)
+    assert y.shape == x.shape
+    assert t.inv(y).shape == x.shape
+    assert event_log_det(t, x, y, len(case.event_shape)).shape == batch
+
+
+@cases
+def test_round_trip_bypassing_cache(case, device):
+    _, t, _ = instantiate(case, device)
+    x = sample(case, (3, 2), device)
+    y = call_uncached(t, x)
+    assert not torch.allclose(y, x, atol=1e-3) or not case.identity_at_init
+    torch.testing.assert_close(inverse_uncached(t, y), x, atol=1e-10, rtol=1e-10)
+    if case.sample is _randn:  # the codomain is the reals too
+        z = sample(case, (3,), device)
+        torch.testing.assert_close(
+            call_uncached(t, inverse_uncached(t, z)), z, atol=1e-10, rtol=1e-10
+        )
+
+
+@cases
+def test_log_det_matches_autograd_jacobian(case, device):
+    _, t, _ = instantiate(case, device)
+    shape = torch.Size(case.event_shape)
+    for x in sample(case, (3,), device):
+        clear_caches(t)
+        expected = autograd_log_det(t, x, shape)
+        y = t(x)
+        torch.testing.assert_close(
+            event_log_det(t, x, y, len(shape)), expected, atol=1e-8, rtol=1e-8
+        )
+        clear_caches(t)  # the same value from the inverse pass
+        y = y.detach().clone()
+        x_back = t.inv(y)
+        torch.testing.assert_close(
+            event_log_det(t, x_back, y, len(shape)), expected, atol=1e-8, rtol=1e-8
+        )
+
+
+@pytest.mark.parametrize("case", LEARNABLE, ids=lambda c: c.id)
+def test_new_transform_is_identity(case, device):
+    module = case.build().to(device=device, dtype=torch.float64)
+    t = (
+        module.condition(torch.randn(case.context_dim, device=device, dtype=torch.float64))
+        if (case.conditional)
+        else module
+    )
+    x = sample(case, (3,), device)
+    y = t(x)
+    torch.testing.assert_close(y, x, atol=0, rtol=0)
+    assert torch.all(event_log_det(t, x, y, len(case.event_shape)) == 0)
+
+
+def _distribution(t, case: Case, device: torch.device) -> dist.TransformedDistribution:
+    loc = torch.zeros(case.event_shape, device=device, dtype=torch.float64)
+    base = dist.Normal(loc, torch.ones_like(loc)).to_event(len(case.event_shape))
+    return dist.TransformedDistribution(base, [t])
+
+
+@cases
+def test_gradients_reach_every_parameter(case, device):
+    module, t, context = instantiate(case, device)
+    if context is not None:
+        context.requires_grad_(True)
+        t = module.condition(context)
+    if not list(module.parameters()):
+        pytest.skip("no parameters")
+    d = _distribution(t, case, device)
+    loss = d.log_prob(sample(case, (4,), device)).sum() + d.rsample((4,)).pow(2).sum()
+    loss.backward()
+    for name, p in module.named_parameters():
+        assert p.grad is not None, f"{name} receives no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{name} has a zero gradient"
+    if context is not None:
+        assert context.grad is not None and context.grad.abs().sum() > 0
+
+
+@cases
+def test_transformed_distribution(case, device):
+    _, t, _ = instantiate(case, device)
+    d = _distribution(t, case, device)
+    y = sample(case, (2, 3), device)
+    clear_caches(t)
+    x = inverse_uncached(t, y)
+    clear_caches(t)
+    expected = d.base_dist.log_prob(x) - event_log_det(
+        t, x, call_uncached(t, x), len(case.event_shape)
+    )
+    clear_caches(t)
+    torch.testing.assert_close(d.log_prob(y), expected, atol=1e-9, rtol=1e-9)
+    if case.sample is _randn:
+        draws = d.rsample((5,))
+        assert draws.shape == (5, *case.event_shape)
+        assert torch.isfinite(d.log_prob(draws)).all()
+
+
+def _count_network_calls(module: nn.Module) -> list[int]:
+    counter = [0]
+    for m in module.modules():
+        if isinstance(m, MLP):
+            m.register_forward_hook(lambda *_: counter.__setitem__(0, counter[0] + 1))
+    return counter
+
+
+@cases
+def test_sample_then_score_runs_each_network_once(case, device):
+    module, t, _ = instantiate(case, device)
+    networks = sum(isinstance(m, MLP) for m in module.modules())
+    if not networks or case.sample is not _randn:
+        pytest.skip("no conditioner network")
+    counter = _count_network_calls(module)
+    d = _distribution(t, case, device)
+    draws = d.rsample((4,))
+    d.log_prob(draws)
+    assert counter[0] == networks
+
+
+@cases
+def test_state_dict_round_trip(case, device):
+    module, t, context = instantiate(case, device)
+    other = case.build().to(device=device, dtype=torch.float64)
+    other.load_state_dict(state_dict_round_trip(module))
+    t_other = other.condition(context) if case.conditional else other
+    x = sample(case, (3,), device)
+    torch.testing.assert_close(t_other(x), t(x), atol=0, rtol=0)
+
+
+@cases
+def test_double_float_and_to_device(case, device):
+    module = case.build()
+    perturb(module)
+    for dtype, convert in [(torch.float64, nn.Module.double), (torch.float32, nn.Module.float)]:
+        module = convert(module).to(device)
+        for tensor in [*module.parameters(), *module.buffers()]:
+            assert tensor.device.type == device.type
+            assert not tensor.is_floating_point() or tensor.dtype == dtype
+        t = (
+            module.condition(torch.randn(case.context_dim, device=device, dtype=dtype))
+            if (case.conditional)
+            else module
+        )
+        x = sample(case, (2,), device, dtype)
+        y = t(x)
+        assert y.dtype == dtype and y.device.type == device.type
+        assert event_log_det(t, x, y, len(case.event_shape)).dtype == dtype
+
+
+@cases
+def test_wrong_event_shape_raises(case, device):
+    _, t, _ = instantiate(case, device)
+    if not any(hasattr(leaf, "event_shape") for leaf in parts(t)):
+        pytest.skip("element-wise transform: any shape is valid")
+    bad = torch.randn(2, case.event_shape[-1] + 1, device=device, dtype=torch.float64)
+    with pytest.raises(ValueError, match="expected a tensor whose trailing shape"):
+        t(bad)
+    with pytest.raises(ValueError, match="expected a tensor whose trailing shape"):
+        t.inv(bad)
+
+
+@pytest.mark.parametrize("case", CONDITIONAL, ids=lambda c: c.id)
+def test_conditional_context_broadcasts_against_sample_dims(case, device):
+    module, _, _ = instantiate(case, device)
+    assert isinstance(module, ConditionalTransform)
+    context = torch.randn(3, case.context_dim, device=device, dtype=torch.float64)
+    x = sample(case, (5, 3), device)
+    t = module.condition(context)
+    y = t(x)
+    ladj = event_log_det(t, x, y, len(case.event_shape))
+    assert y.shape == x.shape and ladj.shape == (5, 3)
+    for j in range(3):
+        tj = module.condition(context[j])
+        yj = tj(x[:, j])
+        torch.testing.assert_close(y[:, j], yj, atol=1e-12, rtol=1e-12)
+        torch.testing.assert_close(
+            ladj[:, j], event_log_det(tj, x[:, j], yj, len(case.event_shape))
+        )
+    torch.testing.assert_close(t.inv(y), x, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", CONDITIONAL, ids=lambda c: c.id)
+def test_conditional_rejects_wrong_context(case, device):
+    module, _, _ = instantiate(case, device)
+    with pytest.raises(ValueError, match="context"):
+        module.condition(torch.randn(2, case.context_dim + 1, device=device))
