@@ -46,7 +46,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff format .
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/digits_flows.py
+	$(BIN)/python benchmarks/digits_flows.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

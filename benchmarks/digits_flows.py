@@ -58,6 +58,12 @@ def ours() -> Entry:
     return Entry("pyro-flowkit realnvp", flow, fk.flows.flow_distribution(flow, DIM).log_prob)
 
 
+def ours_without_dropout() -> Entry:
+    flow = fk.flows.realnvp(DIM, dropout=0.0)
+    name = "pyro-flowkit realnvp(dropout=0)"
+    return Entry(name, flow, fk.flows.flow_distribution(flow, DIM).log_prob)
+
+
 def zuko_entry() -> Entry:
     import zuko
 
@@ -121,6 +127,7 @@ def pyro_entry() -> Entry:
 
 BUILDERS = {
     "ours": ours,
+    "ours-nodropout": ours_without_dropout,
     "zuko": zuko_entry,
     "nflows": nflows_entry,
     "normflows": normflows_entry,
@@ -220,14 +227,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
     parser.add_argument("--results", type=Path, help="update this markdown file's section")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (see below)")
     args = parser.parse_args()
+    # One thread: at these sizes the OpenMP pool's wake-ups cost more than a second core gains
+    # (every library's step measured about twice as fast with one thread as with two).
+    torch.set_num_threads(args.threads)
     eval_at = [s for s in args.eval_at if s <= args.steps]
     start = time.time()
     entries = run(args.only, args.steps, eval_at)
     text = table(entries, eval_at)
-    cmd = "OMP_WAIT_POLICY=PASSIVE python benchmarks/digits_flows.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in [("steps", args.steps)]
-    )
+    cmd = f"python benchmarks/digits_flows.py --steps {args.steps}"
+    if args.threads != 1:
+        cmd += f" --threads {args.threads}"
     text += (
         f"\n\n`{cmd}` on {platform.machine()} with {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {time.time() - start:.0f} s in all."

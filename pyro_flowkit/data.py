@@ -152,7 +152,8 @@ def toy_2d(name: str, n: int, seed: int = 0) -> Tensor:
         seed: seed of the generator (the same seed gives the same points).
 
     Returns:
-        A tensor of shape ``(n, 2)`` and the default dtype.
+        A tensor of shape ``(n, 2)`` and the default dtype, in random order (any prefix is a
+        sample of the whole density).
 
     Example:
         >>> toy_2d("moons", 5).shape
@@ -163,4 +164,5 @@ def toy_2d(name: str, n: int, seed: int = 0) -> Tensor:
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive integer, got {n!r}")
     g = torch.Generator().manual_seed(seed)
-    return TOY_2D[name](n, g).to(torch.get_default_dtype())
+    points = TOY_2D[name](n, g)
+    return points[torch.randperm(n, generator=g)].to(torch.get_default_dtype())  # mix the parts

@@ -20,8 +20,9 @@ from pyro.distributions.conditional import (
 )
 from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
-from torch.distributions import Transform
+from torch.distributions import ComposeTransform, Transform
 
+from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.transforms import (
     ConditionalScaling,
     Permute,
@@ -57,23 +58,26 @@ def _vector_dim(event_shape: EventShape) -> int:
     return shape[0]
 
 
-def _check_stack_args(num_layers: int, mask: str, permutation: str | None) -> None:
+def _check_options(num_layers: int, mask: str, permutation: str | None, dropout: float) -> None:
     if not isinstance(num_layers, int) or num_layers < 1:
         raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
     if mask not in ("alternating", "half"):
         raise ValueError(f"mask: expected 'alternating' or 'half', got {mask!r}")
     if permutation not in _PERMUTATIONS:
         raise ValueError(f"permutation: expected one of {_PERMUTATIONS}, got {permutation!r}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
 
 
 def _coupling_stack(
     kind: str,
-    dim: int,
+    event_shape: EventShape,
+    context_dim: int,
     num_layers: int,
     hidden_dims: Sequence[int],
-    context_dim: int,
     mask: str,
     permutation: str | None,
+    dropout: float,
     **kwargs: float,
 ) -> list[nn.Module]:
     """Couplings with complementary masks (layer ``i`` flips the mask when ``i`` is odd).
@@ -82,7 +86,8 @@ def _coupling_stack(
     and a :class:`Permute` into that basis and back at the two ends: the same map and parameters
     as per-layer alternating masks, but each layer splits by contiguous blocks.
     """
-    _check_stack_args(num_layers, mask, permutation)
+    dim = _vector_dim(event_shape)
+    _check_options(num_layers, mask, permutation, dropout)
     evens_first = torch.cat([torch.arange(0, dim, 2), torch.arange(1, dim, 2)])
     to_basis = evens_first if mask == "alternating" else torch.arange(dim)
     layers: list[nn.Module] = []
@@ -93,7 +98,7 @@ def _coupling_stack(
             )
             layers.append(Permute(torch.argsort(to_basis)[perm[to_basis]]))
         half = vector_mask("half", dim, i % 2 == 1)
-        layers.append(coupling(kind, half, hidden_dims, context_dim, **kwargs))
+        layers.append(coupling(kind, half, hidden_dims, context_dim, dropout, **kwargs))
     if mask == "alternating":
         layers = [Permute(evens_first), *layers, Permute(torch.argsort(evens_first))]
     return layers
@@ -106,18 +111,23 @@ def nice(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
+    dropout: float = 0.3,
 ) -> ComposeTransformModule:
-    r"""NICE: ``num_layers`` additive couplings and a learned diagonal scaling.
+    """NICE: ``num_layers`` additive couplings and a learned diagonal scaling.
 
     As in the paper, the scaling acts on the latent side (it is the first part in Pyro's
-    base-to-data order), and consecutive couplings use complementary masks.
-
+    base-to-data order). A new flow is the identity map.
     Arguments:
         event_shape: ``D`` or ``(D,)``.
-        num_layers: number of additive couplings.
-        hidden_dims: hidden widths of each coupling's MLP.
-        mask: ``"alternating"`` (odd/even, as in NICE) or ``"half"``.
+        num_layers: number of couplings.
+        hidden_dims: hidden widths of each coupling's MLP conditioner.
+        mask: ``"alternating"`` (odd/even features) or ``"half"`` (first/second half); consecutive
+            couplings use complementary masks.
         permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers.
+        dropout: dropout rate of the conditioners' hidden units in training mode (evaluation mode
+            is deterministic and exactly invertible). The default 0.3 keeps a flow of this size
+            from overfitting a small data set (``benchmarks/RESULTS.md``); pass 0 for a
+            deterministic map in training mode too.
 
     References:
         | NICE: Non-linear Independent Components Estimation (Dinh et al., 2014)
@@ -129,9 +139,10 @@ def nice(
         >>> d.log_prob(torch.zeros(3, 4)).shape
         torch.Size([3])
     """
-    dim = _vector_dim(event_shape)
-    layers = _coupling_stack("additive", dim, num_layers, hidden_dims, 0, mask, permutation)
-    return ComposeTransformModule([Scaling(dim), *layers], cache_size=1)
+    layers = _coupling_stack(
+        "additive", event_shape, 0, num_layers, hidden_dims, mask, permutation, dropout
+    )
+    return ComposeTransformModule([Scaling(event_shape), *layers], cache_size=1)
 
 
 def realnvp(
@@ -141,21 +152,24 @@ def realnvp(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
+    dropout: float = 0.3,
     log_scale_bound: float = 2.0,
-    dropout: float = 0.0,
 ) -> ComposeTransformModule:
-    r"""RealNVP on vectors: ``num_layers`` affine couplings with complementary masks.
+    r"""RealNVP on vectors: ``num_layers`` affine couplings.
 
-    Each coupling's log-scale is soft-clamped to :math:`\pm` ``log_scale_bound``, which keeps the
-    flow from concentrating its density on a few training points (see
-    :class:`~pyro_flowkit.transforms.AffineCoupling`).
-
+    Each coupling's log-scale is soft-clamped to :math:`\pm` ``log_scale_bound`` (see
+    :class:`~pyro_flowkit.transforms.AffineCoupling`). A new flow is the identity map.
     Arguments:
         event_shape: ``D`` or ``(D,)``.
-        num_layers: number of affine couplings.
-        hidden_dims: hidden widths of each coupling's MLP.
-        mask: ``"alternating"`` (odd/even) or ``"half"``.
+        num_layers: number of couplings.
+        hidden_dims: hidden widths of each coupling's MLP conditioner.
+        mask: ``"alternating"`` (odd/even features) or ``"half"`` (first/second half); consecutive
+            couplings use complementary masks.
         permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers.
+        dropout: dropout rate of the conditioners' hidden units in training mode (evaluation mode
+            is deterministic and exactly invertible). The default 0.3 keeps a flow of this size
+            from overfitting a small data set (``benchmarks/RESULTS.md``); pass 0 for a
+            deterministic map in training mode too.
         log_scale_bound: soft bound on every log-scale.
 
     References:
@@ -167,17 +181,16 @@ def realnvp(
         >>> flow_distribution(flow, 4).rsample((5,)).shape
         torch.Size([5, 4])
     """
-    dim = _vector_dim(event_shape)
     layers = _coupling_stack(
         "affine",
-        dim,
+        event_shape,
+        0,
         num_layers,
         hidden_dims,
-        0,
         mask,
         permutation,
+        dropout,
         log_scale_bound=log_scale_bound,
-        dropout=dropout,
     )
     return ComposeTransformModule(layers, cache_size=1)
 
@@ -196,18 +209,18 @@ def conditional_nice(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
+    dropout: float = 0.3,
 ) -> ConditionalComposeTransformModule:
-    """NICE whose couplings and scaling also see a context; see :func:`nice`.
+    """NICE whose couplings and scaling also see a context; options as for :func:`nice`.
 
     ``condition(context)`` with a context of shape ``batch + (context_dim,)`` returns the plain
     flow; the context broadcasts against leading sample dimensions of the input.
     """
-    dim = _vector_dim(event_shape)
     context_dim = _check_context_dim(context_dim)
     layers = _coupling_stack(
-        "additive", dim, num_layers, hidden_dims, context_dim, mask, permutation
+        "additive", event_shape, context_dim, num_layers, hidden_dims, mask, permutation, dropout
     )
-    scaling = ConditionalScaling(dim, context_dim, hidden_dims)
+    scaling = ConditionalScaling(event_shape, context_dim, hidden_dims)
     return ConditionalComposeTransformModule([scaling, *layers], cache_size=1)
 
 
@@ -219,9 +232,10 @@ def conditional_realnvp(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
+    dropout: float = 0.3,
     log_scale_bound: float = 2.0,
 ) -> ConditionalComposeTransformModule:
-    """RealNVP whose couplings also see a context; see :func:`realnvp`.
+    """RealNVP whose couplings also see a context; options as for :func:`realnvp`.
 
     ``condition(context)`` with a context of shape ``batch + (context_dim,)`` returns the plain
     flow; the context broadcasts against leading sample dimensions of the input.
@@ -232,16 +246,16 @@ def conditional_realnvp(
         >>> d.log_prob(torch.randn(5, 7, 4)).shape
         torch.Size([5, 7])
     """
-    dim = _vector_dim(event_shape)
     context_dim = _check_context_dim(context_dim)
     layers = _coupling_stack(
         "affine",
-        dim,
+        event_shape,
+        context_dim,
         num_layers,
         hidden_dims,
-        context_dim,
         mask,
         permutation,
+        dropout,
         log_scale_bound=log_scale_bound,
     )
     return ConditionalComposeTransformModule(layers, cache_size=1)
@@ -290,12 +304,28 @@ def flow_distribution(
             set more tightly (Kingma & Dhariwal 2018). ``log_prob`` is that of the tempered model.
     """
     shape = as_event_shape(event_shape)
-    if not temperature > 0:
-        raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
     _check_flow_shape(flow, shape)
     device, dtype = _float_spec(flow)
-    loc = torch.zeros(shape, device=device, dtype=dtype)
-    base = dist.Normal(loc, torch.full_like(loc, temperature)).to_event(len(shape))
+    base = StandardNormal(shape, temperature, device=device, dtype=dtype, validate_args=False)
     if isinstance(flow, ConditionalTransform):
-        return ConditionalTransformedDistribution(base, [flow])
-    return dist.TransformedDistribution(base, flow)
+        return _FlatConditionalDistribution(base, [flow])
+    return FlowDistribution(base, _leaves(flow))
+
+
+def _leaves(t: Transform) -> list[Transform]:
+    """The parts of nested ``ComposeTransform``s in order: ``TransformedDistribution`` then scores
+    part by part, without ``ComposeTransform`` rebuilding its inverse and intermediates per call."""
+    if isinstance(t, ComposeTransform):
+        return [leaf for part in t.parts for leaf in _leaves(part)]
+    return [t]
+
+
+class _FlatConditionalDistribution(ConditionalTransformedDistribution):
+    """``condition(context)`` gives a ``TransformedDistribution`` over the flow's leaf parts whose
+    batch shape is the context's (``context.shape[:-1]``), so ``sample()`` draws one event per
+    context row and ``sample((n,))`` has shape ``(n,) + batch + event``."""
+
+    def condition(self, context: torch.Tensor) -> dist.TransformedDistribution:
+        base = self.base_dist.condition(context).expand(context.shape[:-1])
+        parts = [leaf for t in self.transforms for leaf in _leaves(t.condition(context))]
+        return FlowDistribution(base, parts)

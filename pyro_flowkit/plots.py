@@ -54,7 +54,7 @@ def plot_image_grids(
 ) -> Path:
     """Save one panel per ``(title, images)`` pair; images are ``(n, 1, H, W)`` or ``(n, H, W)``."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 2.1), squeeze=False)
     for ax, (title, images) in zip(axes[0], grids, strict=True):
         ax.imshow(_tile(images.detach().cpu(), ncol).numpy(), cmap="gray", vmin=0, vmax=vmax)
         ax.set(title=title, xticks=[], yticks=[])

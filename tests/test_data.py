@@ -88,3 +88,10 @@ def test_uniform_density_on_digits_gives_log2_levels():
     uniform = dist.Uniform(torch.zeros(64), torch.ones(64)).to_event(1)
     bpd = metrics.bits_per_dim(uniform.log_prob(y), 64, 17)
     torch.testing.assert_close(bpd, torch.full((300,), math.log2(17)))
+
+
+def test_toy_2d_any_prefix_covers_the_density():
+    """Moons are generated one moon after the other; the returned order is shuffled."""
+    x = data.toy_2d("moons", 2000)
+    upper = x[:, 1] > 0.0  # the two moons, roughly
+    assert 0.3 < upper[:200].float().mean() < 0.7

@@ -23,7 +23,7 @@ def test_default_sizes_match_the_benchmark_architecture():
 
 def test_alternating_realnvp_equals_per_layer_alternating_masks(device):
     """The builder's permuted half masks are exactly per-layer odd/even masks."""
-    flow = fk.flows.realnvp(7, num_layers=3, hidden_dims=(8,)).to(device, torch.float64)
+    flow = fk.flows.realnvp(7, num_layers=3, hidden_dims=(8,), dropout=0).to(device, torch.float64)
     for p in flow.parameters():
         torch.nn.init.normal_(p, std=0.3)
     couplings = [p for p in flow.parts if isinstance(p, AffineCoupling)]
@@ -51,6 +51,7 @@ def test_alternating_realnvp_equals_per_layer_alternating_masks(device):
         (dict(event_shape=4, permutation="shuffle"), "permutation: expected one of"),
         (dict(event_shape=4, log_scale_bound=0), "log_scale_bound: expected a positive number"),
         (dict(event_shape=4, hidden_dims=(0,)), "hidden_dims: expected a positive integer"),
+        (dict(event_shape=4, dropout=1.0), "dropout: expected a probability in"),
     ],
 )
 def test_builder_arguments_are_checked(kwargs, message):
@@ -102,7 +103,7 @@ def test_conditional_flow_distribution(device):
 def test_fits_a_2d_density_through_pyro_svi():
     """A Pyro model scoring data under the flow, fitted by SVI, beats the best Gaussian."""
     x = fk.data.toy_2d("moons", 2000, seed=0)
-    flow = fk.flows.realnvp(2, num_layers=6, hidden_dims=(64, 64))
+    flow = fk.flows.realnvp(2, num_layers=6, hidden_dims=(64, 64), dropout=0)
 
     def model(data):
         pyro.module("flow", flow)
@@ -117,3 +118,31 @@ def test_fits_a_2d_density_through_pyro_svi():
         nll = -fk.flows.flow_distribution(flow, 2).log_prob(test).mean()
     gaussian = dist.MultivariateNormal(x.mean(0), torch.cov(x.T))
     assert nll < -gaussian.log_prob(test).mean() - 0.3
+
+
+def test_dropout_flows_are_exact_in_eval_and_self_consistent_in_training(device):
+    """Training mode: each pass is a bijection whose cached log-det is that pass's own."""
+    from harness import call_uncached, inverse_uncached, perturb
+
+    flow = fk.flows.realnvp(5, num_layers=3, hidden_dims=(16,), dropout=0.3)
+    perturb(flow)
+    flow = flow.to(device, torch.float64)
+    x = torch.randn(5, device=device, dtype=torch.float64)
+
+    def one_pass(v):
+        torch.manual_seed(7)
+        return call_uncached(flow, v)
+
+    call_uncached(flow, x)  # draws the dropout mask pools; later passes only pick offsets
+
+    jacobian = torch.autograd.functional.jacobian(one_pass, x)
+    torch.manual_seed(7)
+    y = flow(x)
+    torch.testing.assert_close(flow.log_abs_det_jacobian(x, y), torch.linalg.slogdet(jacobian)[1])
+    torch.testing.assert_close(y, one_pass(x))
+    assert not torch.allclose(call_uncached(flow, x), call_uncached(flow, x))  # masks differ
+
+    flow.eval()
+    y = call_uncached(flow, x)
+    torch.testing.assert_close(inverse_uncached(flow, y), x, atol=1e-12, rtol=0)
+    torch.testing.assert_close(call_uncached(flow, x), y, atol=0, rtol=0)

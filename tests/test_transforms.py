@@ -114,30 +114,35 @@ CASES = [
         context_dim=3,
     ),
     Case("conditional-scaling", lambda: ConditionalScaling(4, 3, H), (4,), context_dim=3),
-    Case("nice", lambda: fk.flows.nice(6, hidden_dims=H), (6,)),
+    Case("nice", lambda: fk.flows.nice(6, hidden_dims=H, dropout=0), (6,)),
     Case(
         "nice-half-reverse",
-        lambda: fk.flows.nice(5, 3, H, mask="half", permutation="reverse"),
+        lambda: fk.flows.nice(5, 3, H, mask="half", permutation="reverse", dropout=0),
         (5,),
         identity_at_init=False,
     ),
-    Case("realnvp", lambda: fk.flows.realnvp(6, num_layers=4, hidden_dims=H), (6,)),
+    Case("realnvp", lambda: fk.flows.realnvp(6, num_layers=4, hidden_dims=H, dropout=0), (6,)),
     Case(
         "realnvp-random-permutation",
-        lambda: fk.flows.realnvp(5, 3, H, mask="half", permutation="random"),
+        lambda: fk.flows.realnvp(5, 3, H, mask="half", permutation="random", dropout=0),
         (5,),
         identity_at_init=False,
+    ),
+    Case(
+        "realnvp-dropout-eval-mode",
+        lambda: fk.flows.realnvp(6, num_layers=3, hidden_dims=H).eval(),
+        (6,),
     ),
     Case(
         "conditional-nice",
-        lambda: fk.flows.conditional_nice(4, 3, num_layers=2, hidden_dims=H),
+        lambda: fk.flows.conditional_nice(4, 3, num_layers=2, hidden_dims=H, dropout=0),
         (4,),
         context_dim=3,
     ),
     Case(
         "conditional-realnvp",
         lambda: fk.flows.conditional_realnvp(
-            5, 3, num_layers=3, hidden_dims=H, permutation="random"
+            5, 3, num_layers=3, hidden_dims=H, permutation="random", dropout=0
         ),
         (5,),
         context_dim=3,
@@ -355,3 +360,39 @@ def test_conditional_rejects_wrong_context(case, device):
     module, _, _ = instantiate(case, device)
     with pytest.raises(ValueError, match="context"):
         module.condition(torch.randn(2, case.context_dim + 1, device=device))
+
+
+@cases
+def test_cache_is_never_stale(case, device):
+    """One fixed data tensor scored before and after a parameter update, and under no_grad."""
+    module, t, _ = instantiate(case, device)
+    d = _distribution(t, case, device)
+    y = sample(case, (4,), device)
+    with torch.no_grad():
+        d.log_prob(y)
+    first = d.log_prob(y)
+    if not list(module.parameters()):
+        assert not first.requires_grad
+        return
+    assert first.requires_grad, "a result cached under no_grad was reused with grad enabled"
+    first.sum().backward()
+    perturb(module, 0.05)  # as an optimiser step would: in place
+    second = d.log_prob(y)
+    second.sum().backward()  # a reused pass would have its graph freed already
+    clear_caches(t)
+    torch.testing.assert_close(second, d.log_prob(y))
+    assert not torch.allclose(first, second)
+
+
+@cases
+def test_scoring_one_tensor_twice_with_a_backward_between(case, device):
+    module, t, _ = instantiate(case, device)
+    if not list(module.parameters()):
+        pytest.skip("no parameters")
+    d = _distribution(t, case, device)
+    y = sample(case, (4,), device)
+    first = d.log_prob(y)
+    first.sum().backward()
+    second = d.log_prob(y)  # no optimiser step: only the gradients changed
+    second.sum().backward()
+    torch.testing.assert_close(second, first)

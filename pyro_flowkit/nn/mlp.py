@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pyro_flowkit.nn.dropout import MaskPool, quantized_rate
 
 
 class MLP(nn.Module):
@@ -24,7 +25,10 @@ class MLP(nn.Module):
         out_features: size of the output's last dimension.
         hidden_dims: widths of the hidden layers (may be empty).
         context_features: size of the context's last dimension; 0 for no context.
-        dropout: dropout probability after each hidden activation (training mode only).
+        dropout: probability :math:`p` of zeroing each hidden unit in training mode (masks from
+            :func:`~pyro_flowkit.nn.dropout.keep_mask`); as in the original formulation of
+            dropout, evaluation mode scales the hidden units by :math:`1 - p` instead, so
+            training pays for no rescaling.
         zero_init: zero the output layer's weight and bias.
 
     Example:
@@ -59,7 +63,8 @@ class MLP(nn.Module):
         )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-        self.dropout = dropout
+        self.dropout = quantized_rate(dropout)
+        self._masks = MaskPool(dropout)
         self.in_features = in_features
         self.context_features = context_features
         if zero_init:
@@ -78,12 +83,18 @@ class MLP(nn.Module):
                     "features, got None"
                 )
             h = h + self.context_layer(context)
-        for layer in self.layers[1:]:
-            h = torch.relu(h)
-            if self.dropout and self.training:
-                h = F.dropout(h, self.dropout, training=True)
-            h = layer(h)
+        for i, layer in enumerate(self.layers):  # (slicing a ModuleList builds a new one)
+            if i:
+                h = layer(self._activate(h))
         return h
+
+    def _activate(self, h: Tensor) -> Tensor:
+        # in place on the fresh pre-activation: Linear's backward does not need its output
+        if not self.dropout:
+            return torch.relu_(h)
+        if self.training:
+            return torch.relu_(h.mul_(self._masks.take(h.shape, h.device, h.dtype)))
+        return torch.relu(h) * (1 - self.dropout)
 
 
 def _check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:

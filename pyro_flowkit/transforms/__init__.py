@@ -11,7 +11,6 @@ from pyro_flowkit.transforms.coupling import (
     ConditionalAdditiveCoupling,
     ConditionalAffineCoupling,
     coupling,
-    soft_clamp,
 )
 from pyro_flowkit.transforms.logit import Logit
 from pyro_flowkit.transforms.masks import (
@@ -38,6 +37,5 @@ __all__ = [
     "as_event_shape",
     "coupling",
     "half_mask",
-    "soft_clamp",
     "vector_mask",
 ]

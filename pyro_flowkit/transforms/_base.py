@@ -41,32 +41,27 @@ def sum_event(t: Tensor, event_dim: int) -> Tensor:
     return t.sum(tuple(range(-event_dim, 0))) if event_dim else t
 
 
-class FlowTransform(TransformModule):
-    """Base of the library's transforms: an event shape, real (co)domain, a one-pass log-det.
+class CachedTransform(TransformModule):
+    """A transform that keeps its last pass ``(x, y, log-det)`` and reuses it only while valid.
 
     Subclasses implement :meth:`_forward` and :meth:`_backward`, each returning the mapped tensor
-    and the log-det of the forward map at the pair, so that ``log_abs_det_jacobian`` after either
-    direction reuses the value computed in that pass (DESIGN.md convention 4).
+    and the log-det of the forward map at the pair. ``t(x)`` after ``t.inv(y)`` returned ``x`` (or
+    ``t.inv(y)`` after ``t(x)`` returned ``y``) and ``log_abs_det_jacobian(x, y)`` reuse that pass,
+    so sample-then-score runs no network twice (DESIGN.md convention 4). Unlike torch's identity
+    cache, a pass is reused only if no parameter and no parameter's gradient has changed since
+    (their version counters), and grad mode and train/eval mode are the same: training on one fixed
+    data tensor, scoring it twice with a backward in between, or scoring it under ``no_grad``
+    between steps never sees a stale result or a freed graph. (One gap: ``backward()``, then
+    ``zero_grad(set_to_none=True)`` and no optimiser step leave the stamp unchanged; call
+    :meth:`clear_cache` before scoring the same tensor again.)
     """
 
     bijective = True
 
-    def __init__(self, event_shape: EventShape) -> None:
+    def __init__(self) -> None:
         super().__init__(cache_size=1)
-        self.event_shape = as_event_shape(event_shape)
-        self._ladj_cache: tuple[Tensor, Tensor, Tensor] | None = None
-
-    @property
-    def event_dim(self) -> int:  # type: ignore[override]
-        return len(self.event_shape)
-
-    @property
-    def domain(self) -> constraints.Constraint:  # type: ignore[override]
-        return constraints.independent(constraints.real, self.event_dim)
-
-    @property
-    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
-        return constraints.independent(constraints.real, self.event_dim)
+        self._pass: tuple[Tensor, Tensor, Tensor, tuple] | None = None
+        self._watched: tuple[Tensor, ...] | None = None
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -74,30 +69,94 @@ class FlowTransform(TransformModule):
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
+    def _check_input(self, t: Tensor, name: str) -> None:
+        """Raise on an input of the wrong shape (nothing to check by default)."""
+
+    def _stamp(self) -> tuple:
+        """What must not change for a pass to be reused: modes, parameters and their gradients."""
+        if self._watched is None:
+            self._watched = tuple(self.parameters())
+        stamp = [torch.is_grad_enabled(), self.training]
+        for p in self._watched:
+            g = p.grad  # a backward through the pass frees its graph and touches these
+            stamp += (p._version, id(g), 0 if g is None else g._version)
+        return tuple(stamp)
+
+    def _cached(self, x: Tensor | None, y: Tensor | None) -> tuple | None:
+        p = self._pass
+        if p is None or (x is not None and p[0] is not x) or (y is not None and p[1] is not y):
+            return None
+        return p if p[3] == self._stamp() else None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        hit = self._cached(x, None)
+        return hit[1] if hit is not None else self._call(x)
+
+    def _inv_call(self, y: Tensor) -> Tensor:
+        hit = self._cached(None, y)
+        return hit[0] if hit is not None else self._inverse(y)
+
     def _call(self, x: Tensor) -> Tensor:
-        check_event_shape(x, self.event_shape)
+        self._check_input(x, "x")
         y, ladj = self._forward(x)
-        self._ladj_cache = (x, y, ladj)
+        self._pass = (x, y, ladj, self._stamp())
         return y
 
     def _inverse(self, y: Tensor) -> Tensor:
-        check_event_shape(y, self.event_shape, name="y")
+        self._check_input(y, "y")
         x, ladj = self._backward(y)
-        self._ladj_cache = (x, y, ladj)
+        self._pass = (x, y, ladj, self._stamp())
         return x
 
+    def inverse_and_log_det(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x, log|det dy/dx|)`` for ``x = t.inv(y)``, in one pass (or none after ``t(x)``)."""
+        hit = self._cached(None, y)
+        if hit is not None:
+            return hit[0], hit[2]
+        x = self._inverse(y)
+        return x, self._pass[2]
+
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        """``log |det dy/dx|``, shaped like the batch; free after a pass through ``x`` or ``y``."""
-        cache = self._ladj_cache
-        if cache is not None and cache[0] is x and cache[1] is y:
-            return cache[2]
-        check_event_shape(x, self.event_shape)
+        """``log |det dy/dx|``, shaped like the batch; free right after a pass through x or y."""
+        hit = self._cached(x, y)
+        if hit is not None:
+            return hit[2]
+        self._check_input(x, "x")
         return self._forward(x)[1]
 
     def clear_cache(self) -> None:
-        """Drop the tensors kept for the next ``log_abs_det_jacobian`` call."""
-        self._cached_x_y = None, None
-        self._ladj_cache = None
+        """Forget the last pass."""
+        self._pass = None
+
+    def _apply(self, fn: Callable, *args: object, **kwargs: object) -> CachedTransform:
+        self._pass, self._watched = None, None  # .to(), .double(): new tensors, new versions
+        return super()._apply(fn, *args, **kwargs)
+
+
+class FlowTransform(CachedTransform):
+    """Base of the library's transforms on events of a fixed shape, with real (co)domain."""
+
+    def __init__(self, event_shape: EventShape) -> None:
+        super().__init__()
+        self.event_shape = as_event_shape(event_shape)
+        # built once: torch's ComposeTransform reads these many times per pass
+        self._event_dim = len(self.event_shape)
+        self._space = constraints.independent(constraints.real, self._event_dim)
+
+    @property
+    def event_dim(self) -> int:  # type: ignore[override]
+        return self._event_dim
+
+    @property
+    def domain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self._space
+
+    @property
+    def codomain(self) -> constraints.Constraint:  # type: ignore[override]
+        return self._space
+
+    def _check_input(self, t: Tensor, name: str) -> None:
+        check_event_shape(t, self.event_shape, name)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"

@@ -7,11 +7,12 @@ import math
 import torch
 import torch.nn.functional as F
 from pyro.distributions import constraints
-from pyro.distributions.torch_transform import TransformModule
 from torch import Tensor
 
+from pyro_flowkit.transforms._base import CachedTransform
 
-class Logit(TransformModule):
+
+class Logit(CachedTransform):
     r""":math:`y = \operatorname{logit}(\alpha + (1 - 2\alpha) x)`, element-wise (``event_dim=0``).
 
     Density models of images in :math:`[0, 1]` are fitted on :math:`y`; counting this map's
@@ -35,13 +36,12 @@ class Logit(TransformModule):
         tensor([0.])
     """
 
-    bijective = True
     codomain = constraints.real
 
     def __init__(self, alpha: float = 0.05) -> None:
         if not 0 <= alpha < 0.5:
             raise ValueError(f"alpha: expected a number in [0, 0.5), got {alpha!r}")
-        super().__init__(cache_size=1)
+        super().__init__()
         self.alpha = float(alpha)
         self._log_slope = math.log1p(-2 * self.alpha)
 
@@ -50,15 +50,16 @@ class Logit(TransformModule):
         a = self.alpha
         return constraints.interval(-a / (1 - 2 * a), (1 - a) / (1 - 2 * a))
 
-    def _call(self, x: Tensor) -> Tensor:
-        return torch.logit(self.alpha + (1 - 2 * self.alpha) * x)
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        return (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha)
-
-    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        """Element-wise :math:`\\log|dy/dx|`, computed from ``y`` for stability."""
+    def _ladj(self, y: Tensor) -> Tensor:
+        # log|dy/dx| from y, stable for large |y|: log(1 - 2a) - log p - log(1 - p), p = sigmoid(y)
         return F.softplus(y) + F.softplus(-y) + self._log_slope
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        y = torch.logit(self.alpha + (1 - 2 * self.alpha) * x)
+        return y, self._ladj(y)
+
+    def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return (torch.sigmoid(y) - self.alpha) / (1 - 2 * self.alpha), self._ladj(y)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from pyro_flowkit.nn import MLP, keep_mask, quantized_rate
+
+
+def test_keep_mask_rate_and_independence(device):
+    mask = keep_mask((400, 1000), 0.2, device, torch.float64)
+    assert mask.dtype == torch.float64 and mask.device.type == device.type
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    dropped = 1 - mask.mean().item()
+    assert abs(dropped - 51 / 256) < 0.005 and quantized_rate(0.2) == 51 / 256
+    # neighbours (bytes of one random word, and of consecutive words) are independent
+    both = ((mask[:, :-1] == 0) & (mask[:, 1:] == 0)).double().mean().item()
+    assert abs(both - (51 / 256) ** 2) < 0.004
+    assert keep_mask((3, 5, 7), 0.5).shape == (3, 5, 7)  # sizes that are not multiples of 8
+    torch.manual_seed(3)
+    first = keep_mask((64,), 0.5)
+    torch.manual_seed(3)
+    assert torch.equal(keep_mask((64,), 0.5), first)
+
+
+def test_mlp_zero_init_context_broadcast_and_errors():
+    net = MLP(3, 4, (8, 8), context_features=2)
+    x, c = torch.randn(5, 7, 3), torch.randn(7, 2)
+    assert torch.equal(net(x, c), torch.zeros(5, 7, 4))
+    torch.nn.init.normal_(net.layers[-1].weight)
+    out = net(x, c)
+    for i in range(5):
+        torch.testing.assert_close(out[i], net(x[i], c))
+    with pytest.raises(ValueError, match="context: this network expects a context of 2"):
+        net(x)
+    with pytest.raises(ValueError, match="dropout: expected a probability"):
+        MLP(3, 4, dropout=1.0)
+    # without hidden layers the context map is zeroed too, so the output starts at zero
+    assert torch.equal(MLP(3, 4, (), context_features=2)(x, c), torch.zeros(5, 7, 4))
+
+
+def test_mlp_dropout_in_training_and_its_mean_in_evaluation():
+    """Training drops hidden units; evaluation uses their expectation, (1 - p) times the units."""
+    net = MLP(3, 2, (50,), dropout=0.25)
+    torch.nn.init.normal_(net.layers[-1].weight)
+    x = torch.randn(4, 3)
+    assert not torch.equal(net(x), net(x))
+    with torch.no_grad():
+        draws = net(x.expand(40000, 4, 3))  # one dropout mask per draw and row
+    mean_of_training = draws.mean(0)
+    standard_error = draws.std(0) / 200
+    net.eval()
+    assert torch.equal(net(x), net(x))
+    assert ((mean_of_training - net(x)).abs() < 4 * standard_error).all()

@@ -1,0 +1,36 @@
+"""The examples in the README and in the docstrings run and say what they show."""
+
+import doctest
+import importlib
+import pkgutil
+import re
+from pathlib import Path
+
+import pytest
+
+import pyro_flowkit
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MODULES = sorted(
+    m.name
+    for m in pkgutil.walk_packages(pyro_flowkit.__path__, "pyro_flowkit.")
+    if not m.name.endswith("__main__")
+)
+
+
+def test_readme_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["samples"].shape == (1000, 2)
+    assert namespace["z"].shape == (5, 7, 4)
+    assert 0 < namespace["loss"].item() < 6
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
