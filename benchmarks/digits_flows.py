@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--eval-at", type=int, nargs="+", default=[300, 1000, 2000])
     parser.add_argument("--only", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
     parser.add_argument("--results", type=Path, help="update this markdown file's section")
+    parser.add_argument("--section", default="digits_flows", help="the section's marker name")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (see below)")
     args = parser.parse_args()
@@ -237,6 +238,8 @@ def main() -> None:
     entries = run(args.only, args.steps, eval_at)
     text = table(entries, eval_at)
     cmd = f"python benchmarks/digits_flows.py --steps {args.steps}"
+    if eval_at != [300, 1000, 2000]:
+        cmd += " --eval-at " + " ".join(map(str, eval_at))
     if args.threads != 1:
         cmd += f" --threads {args.threads}"
     text += (
@@ -245,7 +248,7 @@ def main() -> None:
     )
     print(text)
     if args.results:
-        write_results(args.results, text)
+        write_results(args.results, text, args.section)
     if args.json:
         args.json.write_text(
             json.dumps(
