@@ -116,18 +116,8 @@ def nice(
     """NICE: ``num_layers`` additive couplings and a learned diagonal scaling.
 
     As in the paper, the scaling acts on the latent side (it is the first part in Pyro's
-    base-to-data order). A new flow is the identity map.
-    Arguments:
-        event_shape: ``D`` or ``(D,)``.
-        num_layers: number of couplings.
-        hidden_dims: hidden widths of each coupling's MLP conditioner.
-        mask: ``"alternating"`` (odd/even features) or ``"half"`` (first/second half); consecutive
-            couplings use complementary masks.
-        permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers.
-        dropout: dropout rate of the conditioners' hidden units in training mode (evaluation mode
-            is deterministic and exactly invertible). The default 0.3 keeps a flow of this size
-            from overfitting a small data set (``benchmarks/RESULTS.md``); pass 0 for a
-            deterministic map in training mode too.
+    base-to-data order). A new flow is the identity map. The arguments are those of
+    :func:`realnvp` (without ``log_scale_bound``: additive couplings have no scale).
 
     References:
         | NICE: Non-linear Independent Components Estimation (Dinh et al., 2014)
@@ -159,6 +149,7 @@ def realnvp(
 
     Each coupling's log-scale is soft-clamped to :math:`\pm` ``log_scale_bound`` (see
     :class:`~pyro_flowkit.transforms.AffineCoupling`). A new flow is the identity map.
+
     Arguments:
         event_shape: ``D`` or ``(D,)``.
         num_layers: number of couplings.

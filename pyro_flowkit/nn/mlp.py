@@ -25,10 +25,10 @@ class MLP(nn.Module):
         out_features: size of the output's last dimension.
         hidden_dims: widths of the hidden layers (may be empty).
         context_features: size of the context's last dimension; 0 for no context.
-        dropout: probability :math:`p` of zeroing each hidden unit in training mode (masks from
-            :func:`~pyro_flowkit.nn.dropout.keep_mask`); as in the original formulation of
-            dropout, evaluation mode scales the hidden units by :math:`1 - p` instead, so
-            training pays for no rescaling.
+        dropout: probability :math:`p` of zeroing each hidden unit in training mode (masks from a
+            :class:`~pyro_flowkit.nn.MaskPool`); as in the original formulation of dropout,
+            evaluation mode scales the hidden units by :math:`1 - p` instead, so training pays
+            for no rescaling.
         zero_init: zero the output layer's weight and bias.
 
     Example:

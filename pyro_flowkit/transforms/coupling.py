@@ -58,17 +58,14 @@ class _Coupling(FlowTransform):
         self.partition = partition
         self.conditioner = conditioner
 
-    def _params(self, kept: Tensor) -> Tensor:
-        return self.conditioner(kept)
-
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         kept, moved = self.partition.split(x)
-        moved, ladj = self._map(moved, self._params(kept), inverse=False)
+        moved, ladj = self._map(moved, self.conditioner(kept), inverse=False)
         return self.partition.merge(kept, moved), ladj
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         kept, moved = self.partition.split(y)
-        moved, ladj = self._map(moved, self._params(kept), inverse=True)
+        moved, ladj = self._map(moved, self.conditioner(kept), inverse=True)
         return self.partition.merge(kept, moved), ladj
 
     def _map(self, moved: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:

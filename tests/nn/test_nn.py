@@ -49,3 +49,20 @@ def test_mlp_dropout_in_training_and_its_mean_in_evaluation():
     net.eval()
     assert torch.equal(net(x), net(x))
     assert ((mean_of_training - net(x)).abs() < 4 * standard_error).all()
+
+
+def test_mask_pool_windows_are_bernoulli_and_vary(device):
+    from pyro_flowkit.nn import MaskPool
+
+    pool = MaskPool(0.25)
+    masks = torch.stack(
+        [pool.take(torch.Size([64, 32]), device, torch.float32) for _ in range(400)]
+    )
+    assert masks.device.type == device.type and set(masks.unique().tolist()) == {0.0, 1.0}
+    assert abs(1 - masks.mean().item() - 0.25) < 0.01
+    # different calls give different masks: per-entry drop rates across calls are all near p
+    per_entry = 1 - masks.mean(0)
+    assert per_entry.min() > 0.1 and per_entry.max() < 0.42
+    assert len({tuple(m.flatten()[:64].tolist()) for m in masks}) > 390
+    big = pool.take(torch.Size([1000, 100]), device, torch.float32)  # larger than the pool: redrawn
+    assert big.shape == (1000, 100) and pool.pool.numel() >= 8 * 100_000
