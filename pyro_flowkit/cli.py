@@ -10,7 +10,9 @@ from pathlib import Path
 def _parser() -> argparse.ArgumentParser:
     from pyro_flowkit.demo import DATASETS, MODELS
 
-    parser = argparse.ArgumentParser(prog="flowkit", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="flowkit", description="pyro-flowkit: the demo, and single-model fits."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="fit RealNVP to a 2-D density and NICE/RealNVP to digits")
     demo.add_argument("--out", type=Path, default=Path("flowkit-out"), help="output directory")

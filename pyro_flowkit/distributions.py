@@ -6,26 +6,25 @@ import math
 from collections.abc import Sequence
 
 import torch
-from pyro.distributions import TorchDistribution, TransformedDistribution, constraints
+from pyro.distributions import Independent, Normal, TransformedDistribution
 from torch import Tensor
 from torch.distributions.utils import _sum_rightmost
 
 __all__ = ["FlowDistribution", "StandardNormal"]
 
 
-class StandardNormal(TorchDistribution):
+class StandardNormal(Independent):
     r""":math:`\mathcal{N}(0, T^2 I)` over ``event_shape``: the base of every flow here.
 
-    Equivalent to ``Normal(0, T).expand(event_shape).to_event(len(event_shape))``, but its
-    ``log_prob``, :math:`-\lVert x \rVert^2 / (2T^2) - D \log(T \sqrt{2\pi})`, costs three tensor
-    operations instead of eight, and it holds no parameter tensors (the device and dtype are
-    fixed at construction).
+    It is ``Normal(0, T).expand(event_shape).to_event(len(event_shape))`` (an ``Independent`` over
+    a ``Normal``, with the same samples, moments and ``expand``), whose ``log_prob``,
+    :math:`-\lVert x \rVert^2 / (2T^2) - D \log(T \sqrt{2\pi})`, takes three tensor operations
+    instead of eight.
 
     Arguments:
         event_shape: the event's shape.
         temperature: the standard deviation :math:`T`.
         device, dtype: of the samples.
-        batch_shape: batch shape (as after ``expand``).
         validate_args: check ``log_prob``'s argument against the support.
 
     Example:
@@ -34,9 +33,6 @@ class StandardNormal(TorchDistribution):
         torch.Size([5])
     """
 
-    arg_constraints: dict = {}
-    has_rsample = True
-
     def __init__(
         self,
         event_shape: Sequence[int],
@@ -44,63 +40,33 @@ class StandardNormal(TorchDistribution):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        batch_shape: Sequence[int] = (),
         validate_args: bool | None = None,
     ) -> None:
         if not temperature > 0:
             raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
         event_shape = torch.Size(event_shape)
+        loc = torch.zeros(event_shape, device=device, dtype=dtype or torch.get_default_dtype())
+        normal = Normal(loc, torch.full_like(loc, temperature), validate_args=False)
+        super().__init__(normal, len(event_shape), validate_args=validate_args)
         self.temperature = float(temperature)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.dtype = dtype or torch.get_default_dtype()
-        self._dims = tuple(range(-len(event_shape), 0))
         self._log_norm = event_shape.numel() * (
             math.log(self.temperature) + 0.5 * math.log(2 * math.pi)
         )
-        super().__init__(torch.Size(batch_shape), event_shape, validate_args=validate_args)
-
-    @constraints.dependent_property(is_discrete=False, event_dim=0)
-    def support(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, len(self.event_shape))
-
-    @property
-    def mean(self) -> Tensor:
-        return torch.zeros(
-            self.batch_shape + self.event_shape, device=self.device, dtype=self.dtype
-        )
-
-    @property
-    def variance(self) -> Tensor:
-        return torch.full_like(self.mean, self.temperature**2)
-
-    def rsample(self, sample_shape: Sequence[int] = ()) -> Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
-        eps = torch.randn(shape, device=self.device, dtype=self.dtype)
-        return eps if self.temperature == 1 else eps * self.temperature
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
             self._validate_sample(value)
-        square = (value * value).sum(self._dims)
-        scale = -0.5 if self.temperature == 1 else -0.5 / self.temperature**2
-        lp = square * scale - self._log_norm
-        if lp.shape != self.batch_shape and self.batch_shape:
+        square = (value * value).sum(tuple(range(-len(self.event_shape), 0)))
+        lp = square * (-0.5 / self.temperature**2) - self._log_norm
+        if self.batch_shape and lp.shape != self.batch_shape:
             lp = lp.expand(torch.broadcast_shapes(lp.shape, self.batch_shape))
         return lp
 
-    def entropy(self) -> Tensor:
-        h = self.event_shape.numel() * 0.5 + self._log_norm
-        return torch.full(self.batch_shape, h, device=self.device, dtype=self.dtype)
-
     def expand(self, batch_shape: Sequence[int], _instance: object = None) -> StandardNormal:
-        return StandardNormal(
-            self.event_shape,
-            self.temperature,
-            device=self.device,
-            dtype=self.dtype,
-            batch_shape=batch_shape,
-            validate_args=self._validate_args,
-        )
+        new = _instance if _instance is not None else StandardNormal.__new__(StandardNormal)
+        new = super().expand(batch_shape, new)
+        new.temperature, new._log_norm = self.temperature, self._log_norm
+        return new
 
 
 class FlowDistribution(TransformedDistribution):

@@ -38,7 +38,6 @@ def test_bad_choices_exit_with_a_message(capsys):
     assert "invalid choice: 'glow'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_quick_demo(tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())

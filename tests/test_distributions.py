@@ -20,7 +20,9 @@ def test_standard_normal_matches_pyro_normal(device, event_shape, temperature):
     draws = d.sample((40000,))
     assert draws.shape == (40000, *event_shape) and draws.dtype == torch.float64
     assert abs(draws.std().item() - temperature) < 0.01
+    assert isinstance(d.base_dist, dist.Normal) and d.reinterpreted_batch_ndims == len(event_shape)
     wide = d.expand((4,))
+    assert isinstance(wide, StandardNormal) and wide.temperature == temperature
     assert wide.batch_shape == (4,) and wide.sample().shape == (4, *event_shape)
     assert wide.log_prob(x[0]).shape == (4,)
 
