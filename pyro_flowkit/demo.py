@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit import data, flows, metrics
+from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import Logit
 
@@ -55,9 +56,7 @@ def build_flow(model: str, dataset: str) -> nn.Module:
 def data_distribution(flow: nn.Module, dataset: str) -> dist.TransformedDistribution:
     """The model of the data: on digits, the flow followed by the inverse logit into [0, 1]^64."""
     if dataset == "digits":
-        return dist.TransformedDistribution(
-            flows.flow_distribution(flow, 64), [Logit(LOGIT_ALPHA).inv]
-        )
+        return FlowDistribution(flows.flow_distribution(flow, 64), [Logit(LOGIT_ALPHA).inv])
     return flows.flow_distribution(flow, 2)
 
 

@@ -42,11 +42,6 @@ class Permute(FlowTransform):
         """A uniformly random permutation of ``dim`` features."""
         return cls(torch.randperm(dim, generator=generator))
 
-    @classmethod
-    def reverse(cls, dim: int) -> Permute:
-        """The order reversed."""
-        return cls(torch.arange(dim - 1, -1, -1))
-
     def _zero(self, t: Tensor) -> Tensor:
         return t.new_zeros(()).expand(t.shape[:-1])
 
