@@ -260,13 +260,11 @@ def _check_flow_shape(flow: Transform | ConditionalTransform, shape: torch.Size)
     for part in _parts(flow):
         part = getattr(part, "transform", part)  # ConstantConditionalTransform
         own = getattr(part, "event_shape", None)
-        if own is not None:
-            if torch.Size(own) != shape:
-                raise ValueError(
-                    f"event_shape: the flow was built for events of shape {tuple(own)}, "
-                    f"got {tuple(shape)}"
-                )
-            return
+        if own is not None and torch.Size(own) != shape:
+            raise ValueError(
+                f"event_shape: the flow was built for events of shape {tuple(own)}, "
+                f"got {tuple(shape)}"
+            )
 
 
 def _float_spec(flow: object) -> tuple[torch.device, torch.dtype]:

@@ -176,3 +176,9 @@ def test_default_dropout_is_what_prevents_overfitting():
     """After 2000 steps the defaults stay near their best while dropout=0 has overfitted."""
     with_dropout, without = _digits_fit(2000), _digits_fit(2000, dropout=0.0)
     assert with_dropout < 2.25 and without > with_dropout + 0.5
+
+
+def test_flow_distribution_checks_conditional_flows_without_permutations():
+    flow = fk.flows.conditional_realnvp(4, 2, num_layers=2, hidden_dims=(8,), mask="half")
+    with pytest.raises(ValueError, match=r"built for events of shape \(4,\), got \(5,\)"):
+        fk.flows.flow_distribution(flow, 5)

@@ -31,6 +31,7 @@ from pyro.distributions.conditional import ConditionalTransform
 from torch import nn
 
 import pyro_flowkit as fk
+from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.nn import MLP
 from pyro_flowkit.transforms import (
     AdditiveCoupling,
@@ -281,13 +282,18 @@ def _count_network_calls(module: nn.Module) -> list[int]:
 
 
 @cases
-def test_sample_then_score_runs_each_network_once(case, device):
+@pytest.mark.parametrize("kind", ["pyro", "flowkit"])
+def test_sample_then_score_runs_each_network_once(case, kind, device):
     module, t, _ = instantiate(case, device)
     networks = sum(isinstance(m, MLP) for m in module.modules())
     if not networks or case.sample is not _randn:
         pytest.skip("no conditioner network")
     counter = _count_network_calls(module)
-    d = _distribution(t, case, device)
+    if kind == "pyro":
+        d = _distribution(t, case, device)
+    else:  # the distribution flow_distribution builds, scoring through inverse_and_log_det
+        base = StandardNormal(case.event_shape, device=device, dtype=torch.float64)
+        d = FlowDistribution(base, parts(t))
     draws = d.rsample((4,))
     d.log_prob(draws)
     assert counter[0] == networks
@@ -396,3 +402,20 @@ def test_scoring_one_tensor_twice_with_a_backward_between(case, device):
     second = d.log_prob(y)  # no optimiser step: only the gradients changed
     second.sum().backward()
     torch.testing.assert_close(second, first)
+
+
+@cases
+def test_loading_new_parameter_objects_invalidates_the_cache(case, device):
+    module, t, context = instantiate(case, device)
+    if not list(module.parameters()):
+        pytest.skip("no parameters")
+    d = _distribution(t, case, device)
+    y = sample(case, (4,), device)
+    before = d.log_prob(y).detach()
+    other = case.build().to(device=device, dtype=torch.float64)
+    perturb(other)
+    module.load_state_dict(other.state_dict(), assign=True)  # new Parameter objects
+    after = d.log_prob(y)
+    clear_caches(t)
+    torch.testing.assert_close(after, d.log_prob(y))
+    assert not torch.allclose(before, after)

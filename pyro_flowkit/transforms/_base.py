@@ -61,7 +61,7 @@ class CachedTransform(TransformModule):
     def __init__(self) -> None:
         super().__init__(cache_size=1)
         self._pass: tuple[Tensor, Tensor, Tensor, tuple] | None = None
-        self._watched: tuple[Tensor, ...] | None = None
+        self._watched: tuple[tuple[nn.Module, str], ...] | None = None
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -74,12 +74,15 @@ class CachedTransform(TransformModule):
 
     def _stamp(self) -> tuple:
         """What must not change for a pass to be reused: modes, parameters and their gradients."""
-        if self._watched is None:
-            self._watched = tuple(self.parameters())
+        if self._watched is None:  # (owner, name): a parameter replaced in place is seen too
+            self._watched = tuple((m, n) for m in self.modules() for n in m._parameters)
         stamp = [torch.is_grad_enabled(), self.training]
-        for p in self._watched:
+        for owner, name in self._watched:
+            p = owner._parameters[name]
+            if p is None:
+                continue
             g = p.grad  # a backward through the pass frees its graph and touches these
-            stamp += (p._version, id(g), 0 if g is None else g._version)
+            stamp += (id(p), p._version, id(g), 0 if g is None else g._version)
         return tuple(stamp)
 
     def _cached(self, x: Tensor | None, y: Tensor | None) -> tuple | None:

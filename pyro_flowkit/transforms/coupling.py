@@ -38,8 +38,9 @@ def _bounded_scale(raw: Tensor, bound: float, inverse: bool) -> tuple[Tensor, Te
     r"""The scale :math:`e^{\pm s}` with :math:`s = b \tanh(h/b)`, and :math:`\sigma(2h/b)`.
 
     :math:`s = b(2u - 1)` with :math:`u = \sigma(2h/b)`, and :math:`e^{\pm s}` is computed as
-    :math:`2^{\pm b \log_2 e\,(2u - 1)}`: on CPU, ``torch.tanh`` and ``torch.exp`` wake the OpenMP
-    pool on tensors of 2048+ entries (about 50 us a call), while ``sigmoid`` and ``exp2`` do not.
+    :math:`2^{\pm b \log_2 e\,(2u - 1)}`: on CPU, ``torch.tanh`` and ``torch.exp`` wake the
+    OpenMP pool on tensors of 2048+ entries (MKL's vector-math grain); ``sigmoid`` and ``exp2``
+    do not.
     """
     u = torch.sigmoid(raw if bound == 2 else raw * (2 / bound))
     c = bound * _LOG2E
@@ -163,6 +164,10 @@ class _ConditionalCoupling(ConditionalTransformModule):
         self.conditioner = conditioner
         self.kwargs = kwargs
         self.context_dim = getattr(conditioner, "context_features", None)
+
+    @property
+    def event_shape(self) -> torch.Size:
+        return self.partition.mask.shape
 
     def condition(self, context: Tensor) -> _Coupling:
         """The plain coupling for ``context`` (shape ``batch + (context_dim,)``)."""
