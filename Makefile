@@ -6,7 +6,7 @@ TORCH ?= torch
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
-# Spinning OpenMP threads make small training steps 10x slower on 2 shared cores, and at this
+# Spinning OpenMP threads can make small training steps many times slower on 2 shared cores; at this
 # library's sizes one thread is about twice as fast as two sleeping ones (benchmarks/RESULTS.md).
 export OMP_WAIT_POLICY ?= PASSIVE
 export OMP_NUM_THREADS ?= 1

@@ -53,11 +53,14 @@ def build_flow(model: str, dataset: str) -> nn.Module:
     return builder(2, num_layers=8, hidden_dims=(128, 128), dropout=0.0)
 
 
-def data_distribution(flow: nn.Module, dataset: str) -> dist.TransformedDistribution:
+def data_distribution(
+    flow: nn.Module, dataset: str, temperature: float = 1.0
+) -> dist.TransformedDistribution:
     """The model of the data: on digits, the flow followed by the inverse logit into [0, 1]^64."""
     if dataset == "digits":
-        return FlowDistribution(flows.flow_distribution(flow, 64), [Logit(LOGIT_ALPHA).inv])
-    return flows.flow_distribution(flow, 2)
+        base = flows.flow_distribution(flow, 64, temperature)
+        return FlowDistribution(base, [Logit(LOGIT_ALPHA).inv])
+    return flows.flow_distribution(flow, 2, temperature)
 
 
 def _split(dataset: str, seed: int) -> tuple[Tensor, Tensor]:
@@ -149,8 +152,7 @@ def _picture(result: FitResult, path: Path) -> Path:
 
 @torch.no_grad()
 def _samples(result: FitResult, n: int, temperature: float = 1.0) -> Tensor:
-    base = flows.flow_distribution(result.flow, 64, temperature=temperature)
-    d = dist.TransformedDistribution(base, [Logit(LOGIT_ALPHA).inv])
+    d = data_distribution(result.flow, "digits", temperature)
     return d.sample((n,)).clamp(0, 1).reshape(n, 1, 8, 8)
 
 
