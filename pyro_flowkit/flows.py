@@ -23,6 +23,7 @@ from torch import nn
 from torch.distributions import ComposeTransform, Transform
 
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
+from pyro_flowkit.image_flows import conditional_glow, glow, image_realnvp
 from pyro_flowkit.transforms import (
     ConditionalScaling,
     Permute,
@@ -34,9 +35,11 @@ from pyro_flowkit.transforms import (
 from pyro_flowkit.transforms._base import EventShape
 
 __all__ = [
+    "conditional_glow",
     "conditional_nice",
     "conditional_realnvp",
     "flow_distribution",
+    "glow",
     "nice",
     "realnvp",
 ]
@@ -48,8 +51,8 @@ def _vector_dim(event_shape: EventShape) -> int:
     shape = as_event_shape(event_shape)
     if len(shape) != 1:
         raise ValueError(
-            f"event_shape: coupling flows here take vector events (D,), got {tuple(shape)}; "
-            "flatten image events first"
+            f"event_shape: expected a vector event (D,) here, got {tuple(shape)}; "
+            "realnvp and glow also take (C, H, W) images"
         )
     if shape[0] < 2:
         raise ValueError(
@@ -137,31 +140,40 @@ def nice(
 
 def realnvp(
     event_shape: EventShape,
-    num_layers: int = 8,
-    hidden_dims: Sequence[int] = (256, 256),
+    num_layers: int | None = None,
+    hidden_dims: Sequence[int] | None = None,
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float = 0.3,
+    dropout: float | None = None,
     log_scale_bound: float = 2.0,
+    num_scales: int | None = None,
+    hidden_channels: int | None = None,
 ) -> ComposeTransformModule:
-    r"""RealNVP on vectors: ``num_layers`` affine couplings.
+    r"""RealNVP: affine couplings on vectors, or the multi-scale architecture on images.
 
     Each coupling's log-scale is soft-clamped to :math:`\pm` ``log_scale_bound`` (see
     :class:`~pyro_flowkit.transforms.AffineCoupling`). A new flow is the identity map.
 
     Arguments:
-        event_shape: ``D`` or ``(D,)``.
-        num_layers: number of couplings.
-        hidden_dims: hidden widths of each coupling's MLP conditioner.
+        event_shape: ``D`` or ``(D,)`` for vectors, ``(C, H, W)`` for images.
+        num_layers: number of couplings (vectors; default 8).
+        hidden_dims: hidden widths of each coupling's MLP conditioner (vectors; default
+            ``(256, 256)``).
         mask: ``"alternating"`` (odd/even features) or ``"half"`` (first/second half); consecutive
-            couplings use complementary masks.
-        permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers.
+            couplings use complementary masks (vectors).
+        permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers
+            (vectors).
         dropout: dropout rate of the conditioners' hidden units in training mode (evaluation mode
-            is deterministic and exactly invertible). The default 0.3 keeps a flow of this size
-            from overfitting a small data set (``benchmarks/RESULTS.md``); pass 0 for a
-            deterministic map in training mode too.
+            is deterministic and exactly invertible). The default, 0.3 for vectors and 0 for
+            images, keeps a vector flow of the default size from overfitting a small data set
+            (``benchmarks/RESULTS.md``); pass 0 for a deterministic map in training mode too.
         log_scale_bound: soft bound on every log-scale.
+        num_scales: scales of the image architecture (default 2): per scale 3 checkerboard
+            couplings, a squeeze, 3 channel couplings and half of the channels factored out; the
+            last scale 4 checkerboard couplings (see
+            :func:`~pyro_flowkit.image_flows.image_realnvp`).
+        hidden_channels: width of the image conditioners (default 64).
 
     References:
         | Density estimation using Real NVP (Dinh et al., 2017)
@@ -171,19 +183,75 @@ def realnvp(
         >>> flow = realnvp(4, num_layers=2, hidden_dims=(16,))
         >>> flow_distribution(flow, 4).rsample((5,)).shape
         torch.Size([5, 4])
+        >>> image_flow = realnvp((1, 8, 8), hidden_channels=8)
+        >>> flow_distribution(image_flow, (1, 8, 8)).rsample((5,)).shape
+        torch.Size([5, 1, 8, 8])
     """
-    layers = _coupling_stack(
-        "affine",
+    return _realnvp(
         event_shape,
         0,
         num_layers,
         hidden_dims,
-        mask,
-        permutation,
-        dropout,
+        mask=mask,
+        permutation=permutation,
+        dropout=dropout,
         log_scale_bound=log_scale_bound,
+        num_scales=num_scales,
+        hidden_channels=hidden_channels,
     )
+
+
+def _is_image(event_shape: EventShape) -> bool:
+    return len(as_event_shape(event_shape)) == 3
+
+
+def _realnvp(
+    event_shape: EventShape,
+    context_dim: int,
+    num_layers: int | None,
+    hidden_dims: Sequence[int] | None,
+    **opts: object,
+) -> nn.Module:
+    """The vector or image RealNVP, refusing options that belong to the other kind."""
+    if _is_image(event_shape):
+        vector_only = {
+            "num_layers": (num_layers, None),
+            "hidden_dims": (hidden_dims, None),
+            "mask": (opts["mask"], "alternating"),
+            "permutation": (opts["permutation"], None),
+        }
+        _refuse(vector_only, "image events (C, H, W)")
+        dropout = 0.0 if opts["dropout"] is None else opts["dropout"]
+        return image_realnvp(
+            event_shape,
+            2 if opts["num_scales"] is None else opts["num_scales"],
+            64 if opts["hidden_channels"] is None else opts["hidden_channels"],
+            context_dim=context_dim,
+            dropout=dropout,
+            log_scale_bound=opts["log_scale_bound"],
+        )
+    image_only = {k: (opts[k], None) for k in ("num_scales", "hidden_channels")}
+    _refuse(image_only, "vector events")
+    layers = _coupling_stack(
+        "affine",
+        event_shape,
+        context_dim,
+        8 if num_layers is None else num_layers,
+        (256, 256) if hidden_dims is None else hidden_dims,
+        opts["mask"],
+        opts["permutation"],
+        0.3 if opts["dropout"] is None else opts["dropout"],
+        log_scale_bound=opts["log_scale_bound"],
+    )
+    if context_dim:
+        return ConditionalComposeTransformModule(layers, cache_size=1)
     return ComposeTransformModule(layers, cache_size=1)
+
+
+def _refuse(options: dict[str, tuple], what: str) -> None:
+    for name, (value, default) in options.items():
+        if value != default:
+            raise ValueError(f"{name}: does not apply to {what}, got {value!r}")
 
 
 def _check_context_dim(context_dim: int) -> int:
@@ -218,18 +286,21 @@ def conditional_nice(
 def conditional_realnvp(
     event_shape: EventShape,
     context_dim: int,
-    num_layers: int = 8,
-    hidden_dims: Sequence[int] = (256, 256),
+    num_layers: int | None = None,
+    hidden_dims: Sequence[int] | None = None,
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float = 0.3,
+    dropout: float | None = None,
     log_scale_bound: float = 2.0,
+    num_scales: int | None = None,
+    hidden_channels: int | None = None,
 ) -> ConditionalComposeTransformModule:
     """RealNVP whose couplings also see a context; options as for :func:`realnvp`.
 
     ``condition(context)`` with a context of shape ``batch + (context_dim,)`` returns the plain
-    flow; the context broadcasts against leading sample dimensions of the input.
+    flow; the context broadcasts against leading sample dimensions of the input. For image
+    events the context vector is tiled over the image onto every conditioner's input.
 
     Example:
         >>> flow = conditional_realnvp(4, context_dim=2, num_layers=2, hidden_dims=(16,))
@@ -237,19 +308,18 @@ def conditional_realnvp(
         >>> d.log_prob(torch.randn(5, 7, 4)).shape
         torch.Size([5, 7])
     """
-    context_dim = _check_context_dim(context_dim)
-    layers = _coupling_stack(
-        "affine",
+    return _realnvp(
         event_shape,
-        context_dim,
+        _check_context_dim(context_dim),
         num_layers,
         hidden_dims,
-        mask,
-        permutation,
-        dropout,
+        mask=mask,
+        permutation=permutation,
+        dropout=dropout,
         log_scale_bound=log_scale_bound,
+        num_scales=num_scales,
+        hidden_channels=hidden_channels,
     )
-    return ConditionalComposeTransformModule(layers, cache_size=1)
 
 
 def _parts(flow: Transform | ConditionalTransform) -> list:

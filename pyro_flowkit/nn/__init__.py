@@ -1,6 +1,7 @@
 """Conditioner networks for the flows: plain PyTorch modules with no Pyro logic."""
 
-from pyro_flowkit.nn.dropout import MaskPool, keep_mask, quantized_rate
+from pyro_flowkit.nn.conv import ConvNet
+from pyro_flowkit.nn.dropout import MaskPool, keep_mask, quantized_rate, relu_dropout
 from pyro_flowkit.nn.mlp import MLP
 
-__all__ = ["MLP", "MaskPool", "keep_mask", "quantized_rate"]
+__all__ = ["MLP", "ConvNet", "MaskPool", "keep_mask", "quantized_rate", "relu_dropout"]

@@ -61,3 +61,17 @@ class MaskPool:
             pool = self.pool = keep_mask((max(8 * n, 1 << 16),), self.p, device, dtype)
         start = int(torch.randint(0, pool.numel() - n + 1, ()))
         return pool[start : start + n].view(shape)
+
+
+def relu_dropout(h: Tensor, rate: float, masks: MaskPool, training: bool) -> Tensor:
+    """ReLU then dropout at ``rate``, in place on the fresh pre-activation ``h``.
+
+    Training multiplies by a 0/1 mask from ``masks``; evaluation scales by ``1 - rate`` (dropout's
+    original formulation, so training pays for no rescaling). In place is safe because the layer
+    that produced ``h`` (a linear map or a convolution) does not need its output for its backward.
+    """
+    if not rate:
+        return torch.relu_(h)
+    if training:
+        return torch.relu_(h.mul_(masks.take(h.shape, h.device, h.dtype)))
+    return torch.relu(h) * (1 - rate)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.dropout import MaskPool, quantized_rate
+from pyro_flowkit.nn.dropout import MaskPool, quantized_rate, relu_dropout
 
 
 class MLP(nn.Module):
@@ -48,12 +48,12 @@ class MLP(nn.Module):
         zero_init: bool = True,
     ) -> None:
         super().__init__()
-        _check_positive("in_features", in_features)
-        _check_positive("out_features", out_features)
-        _check_positive("context_features", context_features, allow_zero=True)
+        check_positive("in_features", in_features)
+        check_positive("out_features", out_features)
+        check_positive("context_features", context_features, allow_zero=True)
         hidden_dims = tuple(hidden_dims)
         for h in hidden_dims:
-            _check_positive("hidden_dims", h)
+            check_positive("hidden_dims", h)
         widths = (in_features, *hidden_dims, out_features)
         self.layers = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -85,19 +85,11 @@ class MLP(nn.Module):
             h = h + self.context_layer(context)
         for i, layer in enumerate(self.layers):  # (slicing a ModuleList builds a new one)
             if i:
-                h = layer(self._activate(h))
+                h = layer(relu_dropout(h, self.dropout, self._masks, self.training))
         return h
 
-    def _activate(self, h: Tensor) -> Tensor:
-        # in place on the fresh pre-activation: Linear's backward does not need its output
-        if not self.dropout:
-            return torch.relu_(h)
-        if self.training:
-            return torch.relu_(h.mul_(self._masks.take(h.shape, h.device, h.dtype)))
-        return torch.relu(h) * (1 - self.dropout)
 
-
-def _check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:
+def check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:
     low = 0 if allow_zero else 1
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
         kind = "a non-negative" if allow_zero else "a positive"

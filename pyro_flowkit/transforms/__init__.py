@@ -4,7 +4,9 @@ Pyro's direction throughout: the forward map goes from the base (noise) to the d
 ``TransformedDistribution.log_prob`` runs the inverse.
 """
 
-from pyro_flowkit.transforms._base import FlowTransform, as_event_shape
+from pyro_flowkit.transforms._base import CachedTransform, FlowTransform, as_event_shape
+from pyro_flowkit.transforms.actnorm import ActNorm
+from pyro_flowkit.transforms.conv1x1 import InvertibleConv1x1
 from pyro_flowkit.transforms.coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -14,28 +16,51 @@ from pyro_flowkit.transforms.coupling import (
 )
 from pyro_flowkit.transforms.logit import Logit
 from pyro_flowkit.transforms.masks import (
+    ChannelPartition,
+    MaskedPartition,
     VectorPartition,
     alternating_mask,
+    channel_mask,
+    checkerboard_mask,
     half_mask,
+    make_partition,
     vector_mask,
 )
+from pyro_flowkit.transforms.multiscale import ConditionalSqueezeBlock, SqueezeBlock
 from pyro_flowkit.transforms.permute import Permute
 from pyro_flowkit.transforms.scaling import ConditionalScaling, Scaling
+from pyro_flowkit.transforms.split_prior import ConditionalSplitPrior, SplitPrior
+from pyro_flowkit.transforms.squeeze import Squeeze, squeeze, unsqueeze
 
 __all__ = [
+    "ActNorm",
     "AdditiveCoupling",
     "AffineCoupling",
+    "CachedTransform",
+    "ChannelPartition",
     "ConditionalAdditiveCoupling",
     "ConditionalAffineCoupling",
     "ConditionalScaling",
+    "ConditionalSplitPrior",
+    "ConditionalSqueezeBlock",
     "FlowTransform",
+    "InvertibleConv1x1",
     "Logit",
+    "MaskedPartition",
     "Permute",
     "Scaling",
+    "SplitPrior",
+    "Squeeze",
+    "SqueezeBlock",
     "VectorPartition",
     "alternating_mask",
     "as_event_shape",
+    "channel_mask",
+    "checkerboard_mask",
     "coupling",
     "half_mask",
+    "make_partition",
+    "squeeze",
+    "unsqueeze",
     "vector_mask",
 ]

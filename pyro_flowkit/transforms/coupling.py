@@ -24,9 +24,9 @@ import torch
 from pyro.distributions.conditional import ConditionalTransformModule
 from torch import Tensor, nn
 
-from pyro_flowkit.nn import MLP
+from pyro_flowkit.nn import MLP, ConvNet
 from pyro_flowkit.transforms._base import ContextBound, FlowTransform, check_context, sum_event
-from pyro_flowkit.transforms.masks import VectorPartition
+from pyro_flowkit.transforms.masks import Partition, make_partition
 
 Conditioner = Callable[[Tensor], Tensor]
 
@@ -53,20 +53,22 @@ class _Coupling(FlowTransform):
 
     params_per_feature = 1
 
-    def __init__(self, mask: Tensor | VectorPartition, conditioner: Conditioner) -> None:
-        partition = mask if isinstance(mask, VectorPartition) else VectorPartition(mask)
-        super().__init__(partition.mask.shape)
+    def __init__(self, mask: Tensor | Partition, conditioner: Conditioner) -> None:
+        partition = make_partition(mask)
+        super().__init__(partition.event_shape)
         self.partition = partition
         self.conditioner = conditioner
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         kept, moved = self.partition.split(x)
-        moved, ladj = self._map(moved, self.conditioner(kept), inverse=False)
+        h = self.partition.restrict(self.conditioner(kept))
+        moved, ladj = self._map(moved, h, inverse=False)
         return self.partition.merge(kept, moved), ladj
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         kept, moved = self.partition.split(y)
-        moved, ladj = self._map(moved, self.conditioner(kept), inverse=True)
+        h = self.partition.restrict(self.conditioner(kept))
+        moved, ladj = self._map(moved, h, inverse=True)
         return self.partition.merge(kept, moved), ladj
 
     def _map(self, moved: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
@@ -78,9 +80,15 @@ class AdditiveCoupling(_Coupling):
 
     Arguments:
         mask: boolean tensor of the event's shape, ``True`` on the entries that are kept and
-            condition the others (or a :class:`VectorPartition`).
-        conditioner: network mapping ``x_A`` (shape ``batch + (n_kept,)``) to the shift
-            ``t`` (shape ``batch + (n_moved,)``); zero-initialise its last layer to start at the
+            condition the others (or a partition from
+            :func:`~pyro_flowkit.transforms.masks.make_partition`). Vector masks and image
+            channel masks (:func:`channel_mask`) split by blocks; any other image mask
+            (:func:`checkerboard_mask`) is applied by masking, as in RealNVP.
+        conditioner: network mapping ``x_A`` to the shift ``t``: ``batch + (n_kept,)`` to
+            ``batch + (n_moved,)`` for vectors, ``batch + (C_kept, H, W)`` to
+            ``batch + (C_moved, H, W)`` for a channel mask, the masked image
+            ``batch + (C, H, W)`` to ``batch + (C, H, W)`` for a checkerboard (e.g. a
+            :class:`~pyro_flowkit.nn.ConvNet`). Zero-initialise its last layer to start at the
             identity.
 
     References:
@@ -110,9 +118,10 @@ class AffineCoupling(_Coupling):
 
     Arguments:
         mask: boolean tensor of the event's shape, ``True`` on the kept entries (or a
-            :class:`VectorPartition`).
-        conditioner: network mapping ``x_A`` (``batch + (n_kept,)``) to
-            ``batch + (2 * n_moved,)``: the shift then the unbounded log-scale.
+            partition); as for :class:`AdditiveCoupling`.
+        conditioner: network mapping ``x_A`` to twice the moved features (channels, for
+            images): the shift then the unbounded log-scale, concatenated along the event's
+            first dimension.
         log_scale_bound: the bound :math:`b > 0` on each log-scale.
 
     References:
@@ -131,7 +140,7 @@ class AffineCoupling(_Coupling):
 
     def __init__(
         self,
-        mask: Tensor | VectorPartition,
+        mask: Tensor | Partition,
         conditioner: Conditioner,
         log_scale_bound: float = 2.0,
     ) -> None:
@@ -139,7 +148,7 @@ class AffineCoupling(_Coupling):
         self.log_scale_bound = _check_bound(log_scale_bound)
 
     def _map(self, moved: Tensor, h: Tensor, inverse: bool) -> tuple[Tensor, Tensor]:
-        shift, raw = h.chunk(2, dim=-1)
+        shift, raw = h.chunk(2, dim=-self.event_dim)
         b = self.log_scale_bound
         scale, u = _bounded_scale(raw, b, inverse)
         out = (moved - shift) * scale if inverse else torch.addcmul(shift, moved, scale)
@@ -156,18 +165,16 @@ class _ConditionalCoupling(ConditionalTransformModule):
 
     plain: type[_Coupling] = _Coupling
 
-    def __init__(
-        self, mask: Tensor | VectorPartition, conditioner: nn.Module, **kwargs: float
-    ) -> None:
+    def __init__(self, mask: Tensor | Partition, conditioner: nn.Module, **kwargs: float) -> None:
         super().__init__()
-        self.partition = mask if isinstance(mask, VectorPartition) else VectorPartition(mask)
+        self.partition = make_partition(mask)
         self.conditioner = conditioner
         self.kwargs = kwargs
         self.context_dim = getattr(conditioner, "context_features", None)
 
     @property
     def event_shape(self) -> torch.Size:
-        return self.partition.mask.shape
+        return self.partition.event_shape
 
     def condition(self, context: Tensor) -> _Coupling:
         """The plain coupling for ``context`` (shape ``batch + (context_dim,)``)."""
@@ -200,7 +207,7 @@ class ConditionalAffineCoupling(_ConditionalCoupling):
     plain = AffineCoupling
 
     def __init__(
-        self, mask: Tensor | VectorPartition, conditioner: nn.Module, log_scale_bound: float = 2.0
+        self, mask: Tensor | Partition, conditioner: nn.Module, log_scale_bound: float = 2.0
     ) -> None:
         super().__init__(mask, conditioner, log_scale_bound=_check_bound(log_scale_bound))
 
@@ -214,14 +221,23 @@ def _check_bound(bound: float) -> float:
 def coupling(
     kind: str,
     mask: Tensor,
-    hidden_dims: Sequence[int] = (256, 256),
+    hidden: Sequence[int] | int = (256, 256),
     context_dim: int = 0,
     dropout: float = 0.0,
     **kwargs: float,
 ) -> _Coupling | _ConditionalCoupling:
-    """Build an additive (``kind="additive"``) or affine coupling with an MLP conditioner.
+    """Build an additive (``kind="additive"``) or affine coupling with a fresh conditioner.
 
-    With ``context_dim > 0`` the conditional twin is returned.
+    A 1-D mask gets an :class:`~pyro_flowkit.nn.MLP` with hidden widths ``hidden``; a
+    ``(C, H, W)`` mask (:func:`checkerboard_mask`, :func:`channel_mask`) gets a
+    :class:`~pyro_flowkit.nn.ConvNet` of width ``hidden`` (an int). With ``context_dim > 0`` the
+    conditional twin is returned. ``kwargs`` go to the coupling (``log_scale_bound``).
+
+    Example:
+        >>> from pyro_flowkit.transforms import checkerboard_mask
+        >>> t = coupling("affine", checkerboard_mask((2, 4, 4)), hidden=8)
+        >>> t(torch.randn(3, 2, 4, 4)).shape
+        torch.Size([3, 2, 4, 4])
     """
     classes = {
         "additive": (AdditiveCoupling, ConditionalAdditiveCoupling),
@@ -230,14 +246,14 @@ def coupling(
     if kind not in classes:
         raise ValueError(f"coupling: expected one of {sorted(classes)}, got {kind!r}")
     plain, conditional = classes[kind]
-    partition = VectorPartition(mask)
-    net = MLP(
-        partition.kept_features,
-        partition.moved_features * plain.params_per_feature,
-        hidden_dims,
-        context_features=context_dim,
-        dropout=dropout,
-    )
+    partition = make_partition(mask)
+    sizes = partition.kept_features, partition.moved_features * plain.params_per_feature
+    if len(partition.event_shape) == 1:
+        net: nn.Module = MLP(*sizes, hidden, context_features=context_dim, dropout=dropout)
+    elif isinstance(hidden, int):
+        net = ConvNet(*sizes, hidden, context_features=context_dim, dropout=dropout)
+    else:
+        raise ValueError(f"hidden: expected an int (channels) for an image mask, got {hidden!r}")
     if context_dim:
         return conditional(partition, net, **kwargs)
     return plain(partition, net, **kwargs)

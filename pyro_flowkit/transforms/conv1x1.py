@@ -1,0 +1,111 @@
+r"""Glow's invertible 1x1 convolution, in LU form or as a dense matrix."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pyro.distributions import constraints
+from torch import Tensor, nn
+
+from pyro_flowkit.transforms._base import CachedTransform
+
+_IMAGE = constraints.independent(constraints.real, 3)
+
+
+class InvertibleConv1x1(CachedTransform):
+    r"""A learned channel mixing :math:`y_{:, h, w} = W x_{:, h, w}` at every pixel.
+
+    With ``lu=True`` (Glow's LU form) :math:`W = P L (U + \operatorname{diag}(\sigma e^{s}))`:
+    :math:`P` a fixed permutation, :math:`L` unit lower triangular, :math:`U` strictly upper
+    triangular, and the signs :math:`\sigma` fixed buffers, so
+    :math:`\log|\det J| = HW \sum_c s_c` costs nothing and the inverse is two triangular solves.
+    With ``lu=False`` :math:`W` is a dense parameter whose log-determinant and inverse are computed
+    in float64. :math:`W` starts as a random rotation (from torch's global generator), and the
+    map runs as one ``conv2d`` with a 1x1 kernel, not by broadcasting. It applies to any
+    ``H, W``.
+
+    Arguments:
+        channels: the number of channels :math:`C`.
+        lu: use the LU parametrisation.
+
+    References:
+        | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
+        | https://arxiv.org/abs/1807.03039
+
+    Example:
+        >>> t = InvertibleConv1x1(4)
+        >>> x = torch.randn(2, 4, 3, 3)
+        >>> torch.allclose(t.inv(t(x)), x, atol=1e-5)
+        True
+    """
+
+    domain = _IMAGE
+    codomain = _IMAGE
+
+    def __init__(self, channels: int, lu: bool = True) -> None:
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"channels: expected a positive integer, got {channels!r}")
+        super().__init__()
+        self.channels, self.lu = channels, bool(lu)
+        w = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))[0]
+        dtype = torch.get_default_dtype()
+        if not self.lu:
+            self.weight = nn.Parameter(w.to(dtype))
+            return
+        p, lower, upper = torch.linalg.lu(w)
+        s = torch.diagonal(upper)
+        self.register_buffer("permutation", p.to(dtype))
+        self.register_buffer("sign_s", torch.sign(s).to(dtype))
+        self.lower = nn.Parameter(torch.tril(lower, -1).to(dtype))
+        self.upper = nn.Parameter(torch.triu(upper, 1).to(dtype))
+        self.log_s = nn.Parameter(s.abs().log().to(dtype))
+
+    def _factors(self) -> tuple[Tensor, Tensor]:
+        """``L`` and ``U + diag(sign_s * exp(log_s))``."""
+        eye = torch.eye(self.channels, dtype=self.lower.dtype, device=self.lower.device)
+        lower = torch.tril(self.lower, -1) + eye
+        upper = torch.triu(self.upper, 1) + torch.diag(self.sign_s * self.log_s.exp())
+        return lower, upper
+
+    def weight_matrix(self) -> Tensor:
+        """:math:`W`, shape ``(C, C)``."""
+        if not self.lu:
+            return self.weight
+        lower, upper = self._factors()
+        return self.permutation @ lower @ upper
+
+    def inverse_matrix(self) -> Tensor:
+        r""":math:`W^{-1} = U^{-1} L^{-1} P^\top` by triangular solves (float64 when dense)."""
+        if not self.lu:
+            return torch.linalg.inv(self.weight.double()).to(self.weight.dtype)
+        lower, upper = self._factors()
+        pt = self.permutation.T
+        half = torch.linalg.solve_triangular(lower, pt, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, half, upper=True)
+
+    def log_abs_det_matrix(self) -> Tensor:
+        r""":math:`\log|\det W|`."""
+        if not self.lu:
+            return torch.linalg.slogdet(self.weight.double())[1].to(self.weight.dtype)
+        return self.log_s.sum()
+
+    def _check_input(self, t: Tensor, name: str) -> None:
+        if t.dim() < 3 or t.shape[-3] != self.channels:
+            raise ValueError(
+                f"{name}: expected a tensor whose trailing shape is ({self.channels}, H, W), "
+                f"got shape {tuple(t.shape)}"
+            )
+
+    def _apply_matrix(self, x: Tensor, matrix: Tensor) -> tuple[Tensor, Tensor]:
+        y = F.conv2d(x.reshape(-1, *x.shape[-3:]), matrix[:, :, None, None]).view(x.shape)
+        ladj = self.log_abs_det_matrix() * x.shape[-2:].numel()
+        return y, ladj.expand(x.shape[:-3])
+
+    def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self._apply_matrix(x, self.weight_matrix())
+
+    def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self._apply_matrix(y, self.inverse_matrix())
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, lu={self.lu}"

@@ -1,0 +1,64 @@
+r"""Glow's learned prior of the factored-out half, as an affine coupling on the channels.
+
+At the end of a level Glow factors out half of the channels, :math:`z_2`, and models it as
+:math:`\mathcal{N}(\mu(z_1), e^{2 s(z_1)})` given the kept half :math:`z_1`, with :math:`(\mu, s)`
+a zero-initialised convolution of :math:`z_1`. Written as the transform
+:math:`z_2 = \mu(z_1) + e^{s(z_1)} \odot u`, :math:`u \sim \mathcal{N}(0, I)`, this is an affine
+coupling with a channel mask, so the base stays :math:`\mathcal{N}(0, I)` over the whole event
+(DESIGN.md, convention 3) and the prior's log-density is the coupling's log-det plus the base's.
+
+References:
+    | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
+    | https://arxiv.org/abs/1807.03039
+"""
+
+from __future__ import annotations
+
+import torch  # noqa: F401 (the docstring examples use it)
+
+from pyro_flowkit.nn import ConvNet
+from pyro_flowkit.transforms._base import EventShape, as_event_shape
+from pyro_flowkit.transforms.coupling import AffineCoupling, ConditionalAffineCoupling
+from pyro_flowkit.transforms.masks import channel_mask, make_partition
+
+
+def _split(event_shape: EventShape, context_dim: int) -> tuple:
+    shape = as_event_shape(event_shape)
+    partition = make_partition(channel_mask(tuple(shape)))
+    net = ConvNet(partition.kept_features, 2 * partition.moved_features, 0, context_dim)
+    return partition, net
+
+
+class SplitPrior(AffineCoupling):
+    r"""The learned prior of the last :math:`\lfloor C/2 \rfloor` channels given the first ones.
+
+    :math:`y_2 = \mu(y_1) + e^{s(y_1)} \odot x_2`, :math:`y_1 = x_1`, with :math:`(\mu, h)` one
+    zero-initialised 3x3 convolution of :math:`y_1` and :math:`s = b \tanh(h / b)`.
+
+    Arguments:
+        event_shape: ``(C, H, W)`` with ``C >= 2``.
+        log_scale_bound: the soft bound :math:`b` on the log-scale.
+
+    Example:
+        >>> t = SplitPrior((4, 2, 2))
+        >>> t(torch.randn(3, 4, 2, 2)).shape
+        torch.Size([3, 4, 2, 2])
+    """
+
+    def __init__(self, event_shape: EventShape, log_scale_bound: float = 2.0) -> None:
+        super().__init__(*_split(event_shape, 0), log_scale_bound=log_scale_bound)
+
+
+class ConditionalSplitPrior(ConditionalAffineCoupling):
+    r"""The split prior with a context: :math:`\mu` and :math:`s` also see the context, tiled.
+
+    Arguments:
+        event_shape: ``(C, H, W)`` with ``C >= 2``.
+        context_dim: size of the context vector.
+        log_scale_bound: the soft bound on the log-scale.
+    """
+
+    def __init__(
+        self, event_shape: EventShape, context_dim: int, log_scale_bound: float = 2.0
+    ) -> None:
+        super().__init__(*_split(event_shape, context_dim), log_scale_bound=log_scale_bound)
