@@ -125,9 +125,59 @@ def pyro_entry() -> Entry:
     return Entry("Pyro AffineCoupling", module, d.log_prob)
 
 
+IMAGE = (1, 8, 8)
+
+
+def _image_entry(name: str, flow: nn.Module) -> Entry:
+    d = fk.flows.flow_distribution(flow, IMAGE)
+    return Entry(name, flow, lambda z: d.log_prob(z.view(-1, *IMAGE)))
+
+
+def ours_glow() -> Entry:
+    return _image_entry("pyro-flowkit glow", fk.flows.glow(IMAGE))
+
+
+def ours_image_realnvp() -> Entry:
+    return _image_entry("pyro-flowkit realnvp (1, 8, 8)", fk.flows.realnvp(IMAGE))
+
+
+def ours_small() -> Entry:
+    flow = fk.flows.realnvp(DIM, hidden_dims=(64, 64))
+    name = "pyro-flowkit realnvp(64) hidden (64, 64)"
+    return Entry(name, flow, fk.flows.flow_distribution(flow, DIM).log_prob)
+
+
+def normflows_glow_entry() -> Entry:
+    """normflows' multi-scale Glow as in its Glow example: 2 levels of 4 Glow blocks (64 hidden
+    channels, LU 1x1 convolutions, affine couplings), a learned diagonal Gaussian per level."""
+    import normflows as nf
+
+    levels, depth, c = 2, 4, IMAGE[0]
+    q0, merges, flows = [], [], []
+    for i in range(levels):
+        blocks = [
+            nf.flows.GlowBlock(c * 2 ** (levels + 1 - i), 64, split_mode="channel", scale=True)
+            for _ in range(depth)
+        ]
+        flows.append([*blocks, nf.flows.Squeeze()])
+        if i > 0:
+            merges.append(nf.flows.Merge())
+            k = levels - i
+        else:
+            k = levels
+        shape = (c * 2 ** (k + 1) if i == 0 else c * 2**k, 8 // 2**k, 8 // 2**k)
+        q0.append(nf.distributions.DiagGaussian(shape))
+    model = nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+    return Entry("normflows Glow", model, lambda z: model.log_prob(z.view(-1, *IMAGE), None))
+
+
 BUILDERS = {
     "ours": ours,
     "ours-nodropout": ours_without_dropout,
+    "ours-small": ours_small,
+    "glow": ours_glow,
+    "realnvp-image": ours_image_realnvp,
+    "normflows-glow": normflows_glow_entry,
     "zuko": zuko_entry,
     "nflows": nflows_entry,
     "normflows": normflows_entry,

@@ -23,7 +23,8 @@ from pyro_flowkit.transforms import Logit
 
 __all__ = ["FitResult", "build_flow", "demo", "fit"]
 
-MODELS = ("nice", "realnvp")
+MODELS = ("nice", "realnvp", "glow")
+DIGITS_IMAGE = (1, 8, 8)
 DATASETS = ("digits", *data.TOY_2D)
 LOGIT_ALPHA = 0.05
 TOY_TRAIN, TOY_TEST = 20_000, 5_000
@@ -42,11 +43,16 @@ class FitResult:
 
 
 def build_flow(model: str, dataset: str) -> nn.Module:
-    """The flow the jobs fit: the defaults on digits; narrower, deeper and no dropout in 2-D."""
+    """The flow the jobs fit: the defaults on digits (Glow on (1, 8, 8) images, the others on
+    64-vectors); narrower, deeper and no dropout in 2-D."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
     if dataset not in DATASETS:
         raise ValueError(f"dataset: expected one of {DATASETS}, got {dataset!r}")
+    if model == "glow":
+        if dataset != "digits":
+            raise ValueError(f"model: glow models images, use it on digits, got {dataset!r}")
+        return flows.glow(DIGITS_IMAGE)
     builder = flows.nice if model == "nice" else flows.realnvp
     if dataset == "digits":
         return builder(64)
@@ -58,14 +64,21 @@ def data_distribution(
 ) -> dist.TransformedDistribution:
     """The model of the data: on digits, the flow followed by the inverse logit into [0, 1]^64."""
     if dataset == "digits":
-        base = flows.flow_distribution(flow, 64, temperature)
+        base = flows.flow_distribution(flow, _digits_shape(flow), temperature)
         return FlowDistribution(base, [Logit(LOGIT_ALPHA).inv])
     return flows.flow_distribution(flow, 2, temperature)
 
 
-def _split(dataset: str, seed: int) -> tuple[Tensor, Tensor]:
+def _digits_shape(flow: nn.Module) -> tuple[int, ...]:
+    """``(1, 8, 8)`` for an image flow, ``(64,)`` for a vector flow."""
+    image = any(len(getattr(m, "event_shape", ())) == 3 for m in flow.modules())
+    return DIGITS_IMAGE if image else (64,)
+
+
+def _split(dataset: str, seed: int, image: bool = False) -> tuple[Tensor, Tensor]:
     if dataset == "digits":
-        return data.load_digits("train", flatten=True), data.load_digits("test", flatten=True)
+        flat = not image
+        return data.load_digits("train", flatten=flat), data.load_digits("test", flatten=flat)
     return data.toy_2d(dataset, TOY_TRAIN, seed), data.toy_2d(dataset, TOY_TEST, seed + 1)
 
 
@@ -97,7 +110,7 @@ def fit(
     pyro.set_rng_seed(seed)
     flow = build_flow(model, dataset)
     d = data_distribution(flow, dataset)
-    train_x, test_x = _split(dataset, seed)
+    train_x, test_x = _split(dataset, seed, image=model == "glow")
     if dataset == "digits":
 
         def loss_fn(v: Tensor) -> Tensor:
@@ -159,20 +172,21 @@ def _samples(result: FitResult, n: int, temperature: float = 1.0) -> Tensor:
 def demo(
     out: str | Path = "flowkit-out", quick: bool = False, progress: bool = True, toy: str = "moons"
 ) -> dict:
-    """Fit RealNVP to a 2-D toy density and NICE and RealNVP to digits; report and save.
+    """Fit RealNVP to a 2-D toy density and NICE, RealNVP and Glow to digits; report and save.
 
-    Writes ``density_<toy>.png``, ``digits_samples.png`` and ``metrics.json`` to ``out`` and
+    Writes ``density_<toy>.png``, ``digits_samples.png``, ``glow_samples.png`` (temperatures
+    1.0 and 0.7) and ``metrics.json`` to ``out`` and
     returns the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = (
-        {"toy": 300, "nice": 200, "realnvp": 200}
+        {"toy": 300, "nice": 200, "realnvp": 200, "glow": 200}
         if quick
-        else {"toy": 3000, "nice": 3000, "realnvp": 2000}
+        else {"toy": 3000, "nice": 3000, "realnvp": 2000, "glow": 2000}
     )
     toy_fit = fit("realnvp", toy, steps["toy"], batch_size=256, progress=progress)
-    digit_fits = {m: fit(m, "digits", steps[m], progress=progress) for m in ("nice", "realnvp")}
+    digit_fits = {m: fit(m, "digits", steps[m], progress=progress) for m in MODELS}
     report = {
         "toy": {"dataset": toy, "model": "realnvp", **toy_fit.metrics},
         "digits": {
@@ -205,7 +219,10 @@ def _demo_pictures(toy_fit: FitResult, digit_fits: dict[str, FitResult], out: Pa
     grids = [("test digits", real)]
     grids += [(f"{m} samples", _samples(r, 32)) for m, r in digit_fits.items()]
     grids.append(("realnvp, T = 0.7", _samples(digit_fits["realnvp"], 32, temperature=0.7)))
+    grids.append(("glow, T = 0.7", _samples(digit_fits["glow"], 32, temperature=0.7)))
     plot_image_grids(grids, out / "digits_samples.png")
+    glow = [(f"glow, T = {t}", _samples(digit_fits["glow"], 32, temperature=t)) for t in (1.0, 0.7)]
+    plot_image_grids([grids[0], *glow], out / "glow_samples.png")
 
 
 def _print_report(report: dict) -> None:
@@ -216,7 +233,7 @@ def _print_report(report: dict) -> None:
     )
     digits = report["digits"]
     print(f"digits, test bits/dim (uniform baseline {digits['uniform_bits_per_dim']:.3f}):")
-    for m in ("nice", "realnvp"):
+    for m in MODELS:
         r = digits[m]
         print(
             f"  {m:8s} {r['test_bits_per_dim']:.3f}  ({r['steps']} steps, "

@@ -5,7 +5,9 @@ import pytest
 from pyro_flowkit.cli import main
 
 
-@pytest.mark.parametrize("model, dataset", [("realnvp", "moons"), ("nice", "digits")])
+@pytest.mark.parametrize(
+    "model, dataset", [("realnvp", "moons"), ("nice", "digits"), ("glow", "digits")]
+)
 def test_fit_command_writes_checkpoint_metrics_and_picture(tmp_path, model, dataset, capsys):
     assert (
         main(
@@ -34,16 +36,21 @@ def test_fit_command_writes_checkpoint_metrics_and_picture(tmp_path, model, data
 
 def test_bad_choices_exit_with_a_message(capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "glow"])
-    assert "invalid choice: 'glow'" in capsys.readouterr().err
+        main(["fit", "maf"])
+    assert "invalid choice: 'maf'" in capsys.readouterr().err
 
 
 def test_quick_demo(tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
     report = json.loads((tmp_path / "metrics.json").read_text())
-    for model in ("nice", "realnvp"):
+    for model in ("nice", "realnvp", "glow"):
         assert (
             report["digits"][model]["test_bits_per_dim"] < report["digits"]["uniform_bits_per_dim"]
         )
-    for name in ("metrics.json", "density_moons.png", "digits_samples.png"):
+    for name in ("metrics.json", "density_moons.png", "digits_samples.png", "glow_samples.png"):
         assert (tmp_path / name).exists()
+
+
+def test_glow_is_refused_on_2d_data():
+    with pytest.raises(ValueError, match="glow models images"):
+        main(["fit", "glow", "--data", "moons", "--steps", "1", "--no-progress"])

@@ -3,7 +3,6 @@ r"""Glow's invertible 1x1 convolution, in LU form or as a dense matrix."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from pyro.distributions import constraints
 from torch import Tensor, nn
 
@@ -21,8 +20,8 @@ class InvertibleConv1x1(CachedTransform):
     :math:`\log|\det J| = HW \sum_c s_c` costs nothing and the inverse is two triangular solves.
     With ``lu=False`` :math:`W` is a dense parameter whose log-determinant and inverse are computed
     in float64. :math:`W` starts as a random rotation (from torch's global generator), and the
-    map runs as one ``conv2d`` with a 1x1 kernel, not by broadcasting. It applies to any
-    ``H, W``.
+    map runs as one batched matrix product over the pixels (a 1x1 convolution), not by
+    broadcasting. It applies to any ``H, W``.
 
     Arguments:
         channels: the number of channels :math:`C`.
@@ -97,7 +96,9 @@ class InvertibleConv1x1(CachedTransform):
             )
 
     def _apply_matrix(self, x: Tensor, matrix: Tensor) -> tuple[Tensor, Tensor]:
-        y = F.conv2d(x.reshape(-1, *x.shape[-3:]), matrix[:, :, None, None]).view(x.shape)
+        # a batched matrix product over the pixels: on CPU faster than conv2d's 1x1 kernel
+        y = torch.einsum("ij,njp->nip", matrix, x.reshape(-1, self.channels, x.shape[-2:].numel()))
+        y = y.view(x.shape)
         ladj = self.log_abs_det_matrix() * x.shape[-2:].numel()
         return y, ladj.expand(x.shape[:-3])
 
