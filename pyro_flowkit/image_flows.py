@@ -170,10 +170,11 @@ def _glow_blocks(
                 coupling(kind, mask, hidden_channels, context_dim, opts["dropout"], **extra),
             ]
         if level < levels:
+            prior_hidden = opts["prior_hidden_channels"]
             data_side.append(
-                ConditionalSplitPrior(inner, context_dim, bound)
+                ConditionalSplitPrior(inner, context_dim, bound, prior_hidden)
                 if context_dim
-                else SplitPrior(inner, bound)
+                else SplitPrior(inner, bound, prior_hidden)
             )
         blocks.append(_block(data_side, shape, level, inner[0]))
     return blocks
@@ -212,8 +213,9 @@ def glow(
     coupling: str = "affine",
     permutation: str = "conv1x1",
     lu: bool = True,
-    dropout: float = 0.0,
+    dropout: float = 0.2,
     log_scale_bound: float = 2.0,
+    prior_hidden_channels: int = 0,
 ) -> ComposeTransformModule:
     r"""Glow on ``(C, H, W)``: per level a squeeze, ``depth`` steps, then the learned split prior.
 
@@ -235,8 +237,12 @@ def glow(
         permutation: ``"conv1x1"`` (learned), ``"shuffle"`` (a fixed random permutation) or
             ``"reverse"`` (the channels reversed).
         lu: LU-parametrised 1x1 convolutions (else dense, with float64 log-det and inverse).
-        dropout: dropout rate of the conditioners' hidden units in training mode.
+        dropout: dropout rate of the conditioners' hidden units in training mode; the default
+            0.2 measured best on digits (``benchmarks/RESULTS.md``). Call ``eval()`` before
+            sampling or evaluating; pass 0 for a deterministic map in training mode too.
         log_scale_bound: soft bound on every log-scale (couplings and split priors).
+        prior_hidden_channels: width of the split priors' conditioners; 0 (Glow's choice) for a
+            single zero-initialised 3x3 convolution.
 
     References:
         | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
@@ -260,6 +266,7 @@ def glow(
         lu=lu,
         dropout=dropout,
         log_scale_bound=log_scale_bound,
+        prior_hidden_channels=prior_hidden_channels,
     )
 
 
@@ -273,8 +280,9 @@ def conditional_glow(
     coupling: str = "affine",
     permutation: str = "conv1x1",
     lu: bool = True,
-    dropout: float = 0.0,
+    dropout: float = 0.2,
     log_scale_bound: float = 2.0,
+    prior_hidden_channels: int = 0,
 ) -> ConditionalComposeTransformModule:
     """:func:`glow` whose couplings and split priors also see a context vector, tiled over the
     image onto their conditioners' input; ActNorm and the 1x1 convolutions are shared by all
@@ -298,4 +306,5 @@ def conditional_glow(
         lu=lu,
         dropout=dropout,
         log_scale_bound=log_scale_bound,
+        prior_hidden_channels=prior_hidden_channels,
     )

@@ -268,33 +268,37 @@ IMAGE_CASES = [
     ),
     Case(
         "glow",
-        lambda: _initialized(fk.flows.glow((1, 4, 4), levels=2, depth=2, hidden_channels=8)),
+        lambda: _initialized(
+            fk.flows.glow((1, 4, 4), levels=2, depth=2, hidden_channels=8, dropout=0)
+        ),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "glow-additive-shuffle-one-level",
         lambda: _initialized(
-            fk.flows.glow(IMG, 1, 2, 8, coupling="additive", permutation="shuffle")
+            fk.flows.glow(IMG, 1, 2, 8, coupling="additive", permutation="shuffle", dropout=0)
         ),
         IMG,
         identity_at_init=False,
     ),
     Case(
-        "glow-dense-conv1x1",
-        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, lu=False)),
+        "glow-dense-conv1x1-prior-net-eval-mode",
+        lambda: _initialized(
+            fk.flows.glow((1, 4, 4), 2, 1, 8, lu=False, prior_hidden_channels=4).eval()
+        ),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "glow-reverse",
-        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, permutation="reverse")),
+        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, permutation="reverse", dropout=0)),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "conditional-glow",
-        lambda: _initialized(fk.flows.conditional_glow((1, 4, 4), 3, 2, 2, 8)),
+        lambda: _initialized(fk.flows.conditional_glow((1, 4, 4), 3, 2, 2, 8, dropout=0)),
         (1, 4, 4),
         context_dim=3,
         identity_at_init=False,

@@ -37,24 +37,32 @@ class ActNorm(FlowTransform):
         (True, 1.0)
     """
 
-    def __init__(self, event_shape: EventShape) -> None:
+    def __init__(self, event_shape: EventShape, per_position: bool = False) -> None:
         super().__init__(event_shape)
         if self.event_dim not in (1, 3):
             raise ValueError(
                 f"event_shape: expected (D,) or (C, H, W), got {tuple(self.event_shape)}"
             )
-        shape = (self.event_shape[0],) + (1,) * (self.event_dim - 1)
+        self.per_position = bool(per_position)
+        shape = (
+            self.event_shape
+            if self.per_position
+            else (self.event_shape[0],) + (1,) * (self.event_dim - 1)
+        )
         self.loc = nn.Parameter(torch.zeros(shape))
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.register_buffer("initialized", torch.tensor(False))
-        self._pixels = self.event_shape[1:].numel()
+        self._pixels = 1 if self.per_position else self.event_shape[1:].numel()
 
     @torch.no_grad()
     def initialize(self, y: Tensor) -> None:
         """Set the parameters from the data batch ``y`` (shape ``batch + event_shape``)."""
         self._check_input(y, "y")
-        channels = y.movedim(-self.event_dim, 0).reshape(self.event_shape[0], -1)
-        std, mean = torch.std_mean(channels, dim=1, correction=0)
+        if self.per_position:
+            units = y.reshape(-1, self.event_shape.numel()).T
+        else:
+            units = y.movedim(-self.event_dim, 0).reshape(self.event_shape[0], -1)
+        std, mean = torch.std_mean(units, dim=1, correction=0)
         std = torch.where(std > _MIN_STD, std, torch.ones_like(std))
         self.loc.copy_(mean.view_as(self.loc))
         self.log_scale.copy_(std.log().view_as(self.log_scale))

@@ -22,10 +22,12 @@ from pyro_flowkit.transforms.coupling import AffineCoupling, ConditionalAffineCo
 from pyro_flowkit.transforms.masks import channel_mask, make_partition
 
 
-def _split(event_shape: EventShape, context_dim: int) -> tuple:
+def _split(event_shape: EventShape, context_dim: int, hidden_channels: int) -> tuple:
     shape = as_event_shape(event_shape)
     partition = make_partition(channel_mask(tuple(shape)))
-    net = ConvNet(partition.kept_features, 2 * partition.moved_features, 0, context_dim)
+    net = ConvNet(
+        partition.kept_features, 2 * partition.moved_features, hidden_channels, context_dim
+    )
     return partition, net
 
 
@@ -45,8 +47,10 @@ class SplitPrior(AffineCoupling):
         torch.Size([3, 4, 2, 2])
     """
 
-    def __init__(self, event_shape: EventShape, log_scale_bound: float = 2.0) -> None:
-        super().__init__(*_split(event_shape, 0), log_scale_bound=log_scale_bound)
+    def __init__(
+        self, event_shape: EventShape, log_scale_bound: float = 2.0, hidden_channels: int = 0
+    ) -> None:
+        super().__init__(*_split(event_shape, 0, hidden_channels), log_scale_bound=log_scale_bound)
 
 
 class ConditionalSplitPrior(ConditionalAffineCoupling):
@@ -59,6 +63,11 @@ class ConditionalSplitPrior(ConditionalAffineCoupling):
     """
 
     def __init__(
-        self, event_shape: EventShape, context_dim: int, log_scale_bound: float = 2.0
+        self,
+        event_shape: EventShape,
+        context_dim: int,
+        log_scale_bound: float = 2.0,
+        hidden_channels: int = 0,
     ) -> None:
-        super().__init__(*_split(event_shape, context_dim), log_scale_bound=log_scale_bound)
+        partition, net = _split(event_shape, context_dim, hidden_channels)
+        super().__init__(partition, net, log_scale_bound=log_scale_bound)
