@@ -8,6 +8,12 @@ averaged over the 300 test images and 4 noise draws (the same draws for every mo
 take their training steps in turn, in a rotating order, so background load hits all of them alike.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/digits_flows.py [--steps 2000] [--results FILE]
+
+``--suite images`` instead compares flows on the digits as (1, 8, 8) images under the same
+protocol, at about equal parameter counts (62k-94k): our ``glow`` (defaults) and a deeper,
+narrower one, our multi-scale ``realnvp``, normflows' multi-scale Glow (2 levels of 4 blocks, 64
+hidden channels, as in its Glow example), and our vector ``realnvp`` at its default size and at
+hidden widths (64, 64).
 """
 
 from __future__ import annotations
@@ -137,6 +143,15 @@ def ours_glow() -> Entry:
     return _image_entry("pyro-flowkit glow", fk.flows.glow(IMAGE))
 
 
+GLOW_DEEP = dict(depth=8, hidden_channels=40, prior_hidden_channels=40, dropout=0.1)
+
+
+def ours_glow_deep() -> Entry:
+    """Deeper and narrower within the 100k-parameter budget: the best Glow of our sweeps."""
+    name = "pyro-flowkit glow(depth=8, hidden_channels=40, prior_hidden_channels=40, dropout=0.1)"
+    return _image_entry(name, fk.flows.glow(IMAGE, **GLOW_DEEP))
+
+
 def ours_image_realnvp() -> Entry:
     return _image_entry("pyro-flowkit realnvp (1, 8, 8)", fk.flows.realnvp(IMAGE))
 
@@ -150,8 +165,11 @@ def ours_small() -> Entry:
 def normflows_glow_entry() -> Entry:
     """normflows' multi-scale Glow as in its Glow example: 2 levels of 4 Glow blocks (64 hidden
     channels, LU 1x1 convolutions, affine couplings), a learned diagonal Gaussian per level."""
+    import warnings
+
     import normflows as nf
 
+    warnings.filterwarnings("ignore", message="torch.lu is deprecated")
     levels, depth, c = 2, 4, IMAGE[0]
     q0, merges, flows = [], [], []
     for i in range(levels):
@@ -176,6 +194,7 @@ BUILDERS = {
     "ours-nodropout": ours_without_dropout,
     "ours-small": ours_small,
     "glow": ours_glow,
+    "glow-deep": ours_glow_deep,
     "realnvp-image": ours_image_realnvp,
     "normflows-glow": normflows_glow_entry,
     "zuko": zuko_entry,
@@ -270,13 +289,35 @@ def write_results(path: Path, text: str, marker: str = "digits_flows") -> None:
     path.write_text(new)
 
 
+GLOW_SWEEP = {
+    "glow-d0": dict(dropout=0.0),
+    "glow-d0.3": dict(dropout=0.3),
+    "glow-additive-d0": dict(coupling="additive", dropout=0.0),
+    "glow-L1-K8": dict(levels=1, depth=8),
+    "glow-L3-h40": dict(levels=3, hidden_channels=40),
+    "glow-K8-h40": dict(depth=8, hidden_channels=40),
+    "glow-K8-h40-p40": dict(depth=8, hidden_channels=40, prior_hidden_channels=40),
+    "glow-K12-h32-p32": dict(depth=12, hidden_channels=32, prior_hidden_channels=32),
+    "glow-p64": dict(prior_hidden_channels=64),
+}
+for _name, _kw in GLOW_SWEEP.items():
+    BUILDERS[_name] = lambda kw=_kw: _image_entry(f"glow {kw}", fk.flows.glow(IMAGE, **kw))
+
+SUITES = {
+    "vectors": ["ours", "ours-nodropout", "zuko", "nflows", "normflows", "pyro"],
+    "images": ["glow", "glow-deep", "realnvp-image", "normflows-glow", "ours", "ours-small"],
+    "glow-sweep": ["glow", *GLOW_SWEEP, "glow-deep"],
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval-at", type=int, nargs="+", default=[300, 1000, 2000])
-    parser.add_argument("--only", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--suite", choices=list(SUITES), default="vectors")
+    parser.add_argument("--only", nargs="+", choices=list(BUILDERS), help="instead of the suite")
     parser.add_argument("--results", type=Path, help="update this markdown file's section")
-    parser.add_argument("--section", default="digits_flows", help="the section's marker name")
+    parser.add_argument("--section", help="the section's marker name (default: per suite)")
     parser.add_argument("--json", type=Path, help="write the raw figures here")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (see below)")
     args = parser.parse_args()
@@ -285,9 +326,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     eval_at = [s for s in args.eval_at if s <= args.steps]
     start = time.time()
-    entries = run(args.only, args.steps, eval_at)
+    names = args.only or SUITES[args.suite]
+    entries = run(names, args.steps, eval_at)
     text = table(entries, eval_at)
     cmd = f"python benchmarks/digits_flows.py --steps {args.steps}"
+    if args.suite != "vectors":
+        cmd += f" --suite {args.suite}"
+    if args.only:
+        cmd += " --only " + " ".join(args.only)
     if eval_at != [300, 1000, 2000]:
         cmd += " --eval-at " + " ".join(map(str, eval_at))
     if args.threads != 1:
@@ -298,7 +344,10 @@ def main() -> None:
     )
     print(text)
     if args.results:
-        write_results(args.results, text, args.section)
+        section = args.section or {"vectors": "digits_flows", "images": "digits_images"}.get(
+            args.suite, f"digits_{args.suite}"
+        )
+        write_results(args.results, text, section)
     if args.json:
         args.json.write_text(
             json.dumps(

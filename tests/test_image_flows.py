@@ -38,6 +38,15 @@ def test_actnorm_initialises_to_zero_mean_unit_std_per_channel(shape, device):
     torch.testing.assert_close(t.log_scale.detach(), before)
 
 
+def test_actnorm_per_position_normalises_every_entry():
+    t = ActNorm((2, 3, 3), per_position=True)
+    y = torch.randn(256, 2, 3, 3) * torch.arange(1.0, 19.0).view(2, 3, 3) + 4
+    x = t.inv(y)
+    torch.testing.assert_close(x.mean(0), torch.zeros(2, 3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(0, correction=0), torch.ones(2, 3, 3), atol=1e-5, rtol=0)
+    assert t.log_scale.shape == (2, 3, 3)
+
+
 def test_actnorm_guards_zero_variance_and_sampling_does_not_initialise():
     t = ActNorm((2, 3, 3))
     t(torch.randn(4, 2, 3, 3))  # the forward (sampling) direction

@@ -223,6 +223,12 @@ IMAGE_CASES = [
     ),
     Case("actnorm-image", lambda: _initialized(ActNorm(IMG)), IMG, identity_at_init=False),
     Case("actnorm-vector", lambda: _initialized(ActNorm(5)), (5,), identity_at_init=False),
+    Case(
+        "actnorm-per-position",
+        lambda: _initialized(ActNorm(IMG, per_position=True)),
+        IMG,
+        identity_at_init=False,
+    ),
     Case("conv1x1-lu", lambda: InvertibleConv1x1(4), IMG4, identity_at_init=False),
     Case("conv1x1-dense", lambda: InvertibleConv1x1(4, lu=False), IMG4, identity_at_init=False),
     Case(

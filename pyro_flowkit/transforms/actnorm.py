@@ -25,6 +25,8 @@ class ActNorm(FlowTransform):
 
     Arguments:
         event_shape: ``(C, H, W)`` for images, ``D`` or ``(D,)`` for vectors.
+        per_position: one loc and scale per entry of the event (statistics over the batch
+            only) instead of per channel.
 
     References:
         | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
