@@ -278,6 +278,14 @@ def table(entries: list[Entry], eval_at: list[int]) -> str:
     return "\n".join(lines)
 
 
+def footer(cmd: str, start: float) -> str:
+    """The line under a results table: the command, the machine, torch and the wall time."""
+    return (
+        f"\n\n`{cmd}` on {platform.machine()} with {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, {time.time() - start:.0f} s in all."
+    )
+
+
 def write_results(path: Path, text: str, marker: str = "digits_flows") -> None:
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     old = path.read_text() if path.exists() else ""
@@ -338,10 +346,7 @@ def main() -> None:
         cmd += " --eval-at " + " ".join(map(str, eval_at))
     if args.threads != 1:
         cmd += f" --threads {args.threads}"
-    text += (
-        f"\n\n`{cmd}` on {platform.machine()} with {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, {time.time() - start:.0f} s in all."
-    )
+    text += footer(cmd, start)
     print(text)
     if args.results:
         section = args.section or {"vectors": "digits_flows", "images": "digits_images"}.get(

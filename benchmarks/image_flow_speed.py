@@ -16,14 +16,13 @@ load hits them alike; ratios, not absolute times, are the result.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from digits_flows import write_results
+from digits_flows import footer, write_results
 from pyro.distributions.transforms import GeneralizedChannelPermute
 
 from pyro_flowkit.transforms import ActNorm, InvertibleConv1x1, channel_mask, coupling
@@ -136,10 +135,7 @@ def main() -> None:
     cmd = "python benchmarks/image_flow_speed.py"
     if args.threads != 1:
         cmd += f" --threads {args.threads}"
-    text += (
-        f"\n\n`{cmd}` on {platform.machine()} with {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, {time.time() - start:.0f} s in all."
-    )
+    text += footer(cmd, start)
     print(text)
     if args.results:
         write_results(args.results, text, args.section)

@@ -188,8 +188,8 @@ def _glow(
     hidden_channels: int,
     **opts: object,
 ) -> nn.Module:
-    for name in ("levels", "depth", "hidden_channels"):
-        _positive(name, locals()[name])
+    for name, value in [("levels", levels), ("depth", depth), ("hidden_channels", hidden_channels)]:
+        _positive(name, value)
     if opts["coupling"] not in ("affine", "additive"):
         raise ValueError(f"coupling: expected 'affine' or 'additive', got {opts['coupling']!r}")
     if opts["permutation"] not in _GLOW_PERMUTATIONS:
