@@ -24,6 +24,7 @@ from torch.distributions import ComposeTransform, Transform
 
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.image_flows import conditional_glow, glow, image_realnvp
+from pyro_flowkit.nn.dropout import check_rate
 from pyro_flowkit.transforms import (
     ConditionalScaling,
     Permute,
@@ -68,8 +69,7 @@ def _check_options(num_layers: int, mask: str, permutation: str | None, dropout:
         raise ValueError(f"mask: expected 'alternating' or 'half', got {mask!r}")
     if permutation not in _PERMUTATIONS:
         raise ValueError(f"permutation: expected one of {_PERMUTATIONS}, got {permutation!r}")
-    if not 0 <= dropout < 1:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+    check_rate(dropout)
 
 
 def _coupling_stack(

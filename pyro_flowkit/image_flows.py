@@ -16,6 +16,7 @@ from pyro.distributions.conditional import (
 from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
 
+from pyro_flowkit.nn.mlp import check_positive
 from pyro_flowkit.transforms import (
     ActNorm,
     ConditionalSplitPrior,
@@ -24,36 +25,15 @@ from pyro_flowkit.transforms import (
     Permute,
     SplitPrior,
     SqueezeBlock,
-    as_event_shape,
     channel_mask,
     checkerboard_mask,
     coupling,
 )
-from pyro_flowkit.transforms._base import EventShape
+from pyro_flowkit.transforms._base import EventShape, image_event_shape
 
 __all__ = ["conditional_glow", "glow", "image_realnvp"]
 
 _GLOW_PERMUTATIONS = ("conv1x1", "shuffle", "reverse")
-
-
-def image_shape(event_shape: EventShape, squeezes: int, name: str) -> torch.Size:
-    """``event_shape`` as ``(C, H, W)``, checked to allow ``squeezes`` factor-2 squeezes."""
-    shape = as_event_shape(event_shape)
-    if len(shape) != 3:
-        raise ValueError(f"event_shape: expected (C, H, W), got {tuple(shape)}")
-    f = 2**squeezes
-    if shape[1] % f or shape[2] % f:
-        raise ValueError(
-            f"event_shape: {name} squeezes {squeezes} times, so H and W must be multiples of "
-            f"{f}; got {tuple(shape)}"
-        )
-    return shape
-
-
-def _positive(name: str, value: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
 
 
 def _block(
@@ -125,9 +105,9 @@ def image_realnvp(
         | Density estimation using Real NVP (Dinh et al., 2017), section 3.6
         | https://arxiv.org/abs/1605.08803
     """
-    _positive("num_scales", num_scales)
-    _positive("hidden_channels", hidden_channels)
-    shape = image_shape(event_shape, num_scales - 1, "realnvp")
+    check_positive("num_scales", num_scales)
+    check_positive("hidden_channels", hidden_channels)
+    shape = image_event_shape(event_shape, num_scales - 1)
     if shape[1] * shape[2] < 4 ** (num_scales - 1) * 2:
         raise ValueError(
             f"num_scales: {num_scales} scales leave a single pixel at the last scale of an event "
@@ -189,16 +169,14 @@ def _glow(
     **opts: object,
 ) -> nn.Module:
     for name, value in [("levels", levels), ("depth", depth), ("hidden_channels", hidden_channels)]:
-        _positive(name, value)
+        check_positive(name, value)
     if opts["coupling"] not in ("affine", "additive"):
         raise ValueError(f"coupling: expected 'affine' or 'additive', got {opts['coupling']!r}")
     if opts["permutation"] not in _GLOW_PERMUTATIONS:
         raise ValueError(
             f"permutation: expected one of {_GLOW_PERMUTATIONS}, got {opts['permutation']!r}"
         )
-    if not 0 <= opts["dropout"] < 1:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {opts['dropout']!r}")
-    shape = image_shape(event_shape, levels, "glow")
+    shape = image_event_shape(event_shape, levels)
     return _compose(
         _glow_blocks(shape, levels, depth, hidden_channels, context_dim, **opts), context_dim
     )
@@ -294,7 +272,7 @@ def conditional_glow(
         >>> flow.condition(torch.randn(7, 3))(torch.randn(5, 7, 1, 4, 4)).shape
         torch.Size([5, 7, 1, 4, 4])
     """
-    _positive("context_dim", context_dim)
+    check_positive("context_dim", context_dim)
     return _glow(
         event_shape,
         context_dim,

@@ -47,7 +47,7 @@ def test_alternating_realnvp_equals_per_layer_alternating_masks(device):
         (dict(event_shape=(1, 8, 8), num_layers=4), "num_layers: does not apply to image"),
         (dict(event_shape=(1, 8, 8), mask="half"), "mask: does not apply to image events"),
         (dict(event_shape=4, num_scales=2), "num_scales: does not apply to vector events"),
-        (dict(event_shape=(1, 6, 6), num_scales=3), "H and W must be multiples of 4"),
+        (dict(event_shape=(1, 6, 6), num_scales=3), "H and W to be multiples of 4"),
         (dict(event_shape=(1, 8, 8), num_scales=0), "num_scales: expected a positive integer"),
         (dict(event_shape=(1, 8, 8), dropout=1.0), "dropout: expected a probability in"),
         (dict(event_shape=1), "at least 2 dimensions"),

@@ -5,9 +5,10 @@ import math
 
 import pytest
 import torch
-from harness import state_dict_round_trip
+from harness import autograd_log_det, call_uncached, inverse_uncached, state_dict_round_trip
 
 import pyro_flowkit as fk
+from pyro_flowkit.demo import data_distribution
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import (
@@ -69,6 +70,10 @@ def test_actnorm_initialized_buffer_is_saved_and_loaded():
     fresh.load_state_dict(state)
     y = torch.randn(8, 2, 3, 3) * 10
     torch.testing.assert_close(fresh.inv(y), t.inv(y))  # no re-initialisation on load
+    fresh.load_state_dict(ActNorm((2, 3, 3)).state_dict())  # an uninitialised state
+    x = fresh.inv(y)  # initialises again, from this batch
+    assert bool(fresh.initialized)
+    torch.testing.assert_close(x.mean((0, 2, 3)), torch.zeros(2), atol=1e-5, rtol=0)
 
 
 def test_lu_log_det_equals_slogdet_of_the_weight(device):
@@ -195,6 +200,20 @@ def test_realnvp_multiscale_log_prob_is_the_hand_sum_of_parts():
     torch.testing.assert_close(d.log_prob(x), expected)
 
 
+def test_squeeze_block_runs_pyro_transforms_too():
+    """A part that is not one of ours is run through its own call and log-det."""
+    from pyro.distributions.transforms import GeneralizedChannelPermute
+
+    torch.manual_seed(4)
+    block = SqueezeBlock([GeneralizedChannelPermute(channels=2)], (1, 4, 4), 1, 2).double()
+    x = torch.randn(1, 4, 4, dtype=torch.float64)
+    expected = autograd_log_det(block, x, torch.Size((1, 4, 4)))
+    y = call_uncached(block, x)
+    torch.testing.assert_close(block.log_abs_det_jacobian(x, y), expected)
+    torch.testing.assert_close(inverse_uncached(block, y), x)
+    assert not torch.allclose(y, x)
+
+
 def test_factored_channels_pass_deeper_levels_unchanged():
     torch.manual_seed(2)
     flow = fk.flows.glow((1, 8, 8), levels=2, depth=2, hidden_channels=8)
@@ -222,7 +241,7 @@ def test_temperature_scales_samples_of_a_new_glow():
 
 
 def test_image_builders_check_their_arguments():
-    with pytest.raises(ValueError, match="H and W must be multiples of 4"):
+    with pytest.raises(ValueError, match="H and W to be multiples of 4"):
         fk.flows.glow((1, 6, 6), levels=2)
     with pytest.raises(ValueError, match="permutation: expected one of"):
         fk.flows.glow((1, 8, 8), permutation="random")
@@ -249,8 +268,7 @@ def test_glow_on_digits_lowers_test_bits_per_dim():
     torch.manual_seed(0)
     flow = fk.flows.glow((1, 8, 8), levels=2, depth=2, hidden_channels=32)
     train_x, test_x = fk.data.load_digits("train"), fk.data.load_digits("test")
-    d = fk.flows.flow_distribution(flow, (1, 8, 8))
-    model = FlowDistribution(d.base_dist, [*d.transforms, fk.transforms.Logit().inv])
+    model = data_distribution(flow, "digits")  # the flow, then the inverse logit into [0, 1]
     g = torch.Generator().manual_seed(0)
 
     def loss_fn(v: torch.Tensor) -> torch.Tensor:
@@ -260,7 +278,6 @@ def test_glow_on_digits_lowers_test_bits_per_dim():
     model.log_prob(fk.data.dequantize(train_x[:512], 17, g))  # ActNorm's data initialisation
     before = _digits_bpd(model, test_x)
     train(loss_fn, flow.parameters(), train_x, steps=150, batch_size=128, lr=1e-3, progress=False)
-    flow.eval()
     flow.eval()
     after = _digits_bpd(model, test_x)
     assert before > 3.5 and after < min(2.8, before - 0.8)

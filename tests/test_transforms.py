@@ -53,6 +53,7 @@ from pyro_flowkit.transforms import (
     channel_mask,
     checkerboard_mask,
     half_mask,
+    make_partition,
 )
 
 H = (8,)  # small conditioners keep the float64 Jacobians fast
@@ -167,14 +168,9 @@ IMG4 = (4, 4, 4)
 
 def _conv(cls: type, mask: torch.Tensor, per: int, c: int = 0, **kw) -> nn.Module:
     """A coupling on an image mask with a small ConvNet conditioner."""
-    channels = mask.shape[0]
-    kept = int(mask[:, 0, 0].sum()) if _is_channel(mask) else channels  # masked: all channels
-    moved = channels - kept if _is_channel(mask) else channels
-    return cls(mask, ConvNet(kept, per * moved, 8, context_features=c), **kw)
-
-
-def _is_channel(mask: torch.Tensor) -> bool:
-    return bool((mask == mask[:, :1, :1]).all())
+    part = make_partition(mask)
+    net = ConvNet(part.kept_features, per * part.moved_features, 8, context_features=c)
+    return cls(mask, net, **kw)
 
 
 def _initialized(module: nn.Module) -> nn.Module:
@@ -562,13 +558,17 @@ def test_cache_is_never_stale(case, device):
     assert not torch.allclose(first, second)
 
 
-@cases
-def test_scoring_one_tensor_twice_with_a_backward_between(case, device):
+def _scoring_a_learnable_transform(case: Case, device: torch.device) -> tuple:
+    """The row's module, its plain transform, their distribution and data to score."""
     module, t, _ = instantiate(case, device)
     if not list(module.parameters()):
         pytest.skip("no parameters")
-    d = _distribution(t, case, device)
-    y = sample(case, (4,), device)
+    return module, t, _distribution(t, case, device), sample(case, (4,), device, data=True)
+
+
+@cases
+def test_scoring_one_tensor_twice_with_a_backward_between(case, device):
+    _, _, d, y = _scoring_a_learnable_transform(case, device)
     first = d.log_prob(y)
     first.sum().backward()
     second = d.log_prob(y)  # no optimiser step: only the gradients changed
@@ -578,11 +578,7 @@ def test_scoring_one_tensor_twice_with_a_backward_between(case, device):
 
 @cases
 def test_loading_new_parameter_objects_invalidates_the_cache(case, device):
-    module, t, context = instantiate(case, device)
-    if not list(module.parameters()):
-        pytest.skip("no parameters")
-    d = _distribution(t, case, device)
-    y = sample(case, (4,), device)
+    module, t, d, y = _scoring_a_learnable_transform(case, device)
     before = d.log_prob(y).detach()
     other = case.build().to(device=device, dtype=torch.float64)
     perturb(other)

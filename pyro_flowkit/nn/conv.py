@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.dropout import MaskPool, quantized_rate, relu_dropout
+from pyro_flowkit.nn.dropout import MaskPool, check_rate, relu_dropout
 from pyro_flowkit.nn.mlp import check_positive
 
 
@@ -57,8 +57,6 @@ class ConvNet(nn.Module):
         check_positive("out_channels", out_channels)
         check_positive("hidden_channels", hidden_channels, allow_zero=True)
         check_positive("context_features", context_features, allow_zero=True)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
         first = hidden_channels or out_channels
         self.convs = nn.ModuleList([nn.Conv2d(in_channels, first, 3, padding=1)])
         if hidden_channels:
@@ -71,7 +69,7 @@ class ConvNet(nn.Module):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.context_features = context_features
-        self.dropout = quantized_rate(dropout)
+        self.dropout = check_rate(dropout)
         self._masks = MaskPool(dropout)
         if zero_init:
             nn.init.zeros_(self.convs[-1].weight)

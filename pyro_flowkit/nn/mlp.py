@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.dropout import MaskPool, quantized_rate, relu_dropout
+from pyro_flowkit.nn.dropout import MaskPool, check_rate, relu_dropout
 
 
 class MLP(nn.Module):
@@ -61,9 +61,7 @@ class MLP(nn.Module):
         self.context_layer = (
             nn.Linear(context_features, widths[1], bias=False) if context_features else None
         )
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
-        self.dropout = quantized_rate(dropout)
+        self.dropout = check_rate(dropout)
         self._masks = MaskPool(dropout)
         self.in_features = in_features
         self.context_features = context_features

@@ -26,6 +26,20 @@ def as_event_shape(event_shape: EventShape, name: str = "event_shape") -> torch.
     return shape
 
 
+def image_event_shape(event_shape: EventShape, squeezes: int = 0) -> torch.Size:
+    """``event_shape`` as ``(C, H, W)``, checked to allow ``squeezes`` factor-2 squeezes."""
+    shape = as_event_shape(event_shape)
+    if len(shape) != 3:
+        raise ValueError(f"event_shape: expected (C, H, W), got {tuple(shape)}")
+    f = 2**squeezes
+    if shape[1] % f or shape[2] % f:
+        raise ValueError(
+            f"event_shape: {squeezes} squeezes need H and W to be multiples of {f}, "
+            f"got {tuple(shape)}"
+        )
+    return shape
+
+
 def check_event_shape(x: Tensor, event_shape: torch.Size, name: str = "x") -> None:
     """Raise ``ValueError`` unless ``x`` ends in ``event_shape``."""
     n = len(event_shape)
@@ -163,6 +177,13 @@ class FlowTransform(CachedTransform):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
+
+
+class ImageTransform(CachedTransform):
+    """Base of the transforms on ``(C, H, W)`` events of any size (real domain and codomain)."""
+
+    domain = constraints.independent(constraints.real, 3)
+    codomain = constraints.independent(constraints.real, 3)
 
 
 class ContextBound(nn.Module):

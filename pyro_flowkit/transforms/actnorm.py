@@ -54,6 +54,7 @@ class ActNorm(FlowTransform):
         self.loc = nn.Parameter(torch.zeros(shape))
         self.log_scale = nn.Parameter(torch.zeros(shape))
         self.register_buffer("initialized", torch.tensor(False))
+        self._known_initialized = False  # read the buffer once, not every pass (a GPU sync)
         self._pixels = 1 if self.per_position else self.event_shape[1:].numel()
 
     @torch.no_grad()
@@ -69,6 +70,11 @@ class ActNorm(FlowTransform):
         self.loc.copy_(mean.view_as(self.loc))
         self.log_scale.copy_(std.log().view_as(self.log_scale))
         self.initialized.fill_(True)
+        self._known_initialized = True
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._known_initialized = False  # the loaded buffer decides
 
     def _ladj(self, t: Tensor) -> Tensor:
         return (self.log_scale.sum() * self._pixels).expand(t.shape[: t.dim() - self.event_dim])
@@ -77,6 +83,8 @@ class ActNorm(FlowTransform):
         return torch.addcmul(self.loc, x, self.log_scale.exp()), self._ladj(x)
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.initialized:
-            self.initialize(y)
+        if not self._known_initialized:
+            if not self.initialized:
+                self.initialize(y)
+            self._known_initialized = True
         return (y - self.loc) * torch.exp(-self.log_scale), self._ladj(y)

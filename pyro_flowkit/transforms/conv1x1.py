@@ -3,15 +3,12 @@ r"""Glow's invertible 1x1 convolution, in LU form or as a dense matrix."""
 from __future__ import annotations
 
 import torch
-from pyro.distributions import constraints
 from torch import Tensor, nn
 
-from pyro_flowkit.transforms._base import CachedTransform
-
-_IMAGE = constraints.independent(constraints.real, 3)
+from pyro_flowkit.transforms._base import ImageTransform
 
 
-class InvertibleConv1x1(CachedTransform):
+class InvertibleConv1x1(ImageTransform):
     r"""A learned channel mixing :math:`y_{:, h, w} = W x_{:, h, w}` at every pixel.
 
     With ``lu=True`` (Glow's LU form) :math:`W = P L (U + \operatorname{diag}(\sigma e^{s}))`:
@@ -37,9 +34,6 @@ class InvertibleConv1x1(CachedTransform):
         >>> torch.allclose(t.inv(t(x)), x, atol=1e-5)
         True
     """
-
-    domain = _IMAGE
-    codomain = _IMAGE
 
     def __init__(self, channels: int, lu: bool = True) -> None:
         if not isinstance(channels, int) or channels < 1:

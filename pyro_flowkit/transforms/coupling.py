@@ -218,6 +218,22 @@ def _check_bound(bound: float) -> float:
     return float(bound)
 
 
+def conditioner_for(
+    partition: Partition,
+    params_per_feature: int,
+    hidden: Sequence[int] | int,
+    context_dim: int = 0,
+    dropout: float = 0.0,
+) -> nn.Module:
+    """A fresh conditioner sized for ``partition``: an MLP for vectors, a ConvNet for images."""
+    sizes = partition.kept_features, partition.moved_features * params_per_feature
+    if len(partition.event_shape) == 1:
+        return MLP(*sizes, hidden, context_features=context_dim, dropout=dropout)
+    if not isinstance(hidden, int):
+        raise ValueError(f"hidden: expected an int (channels) for an image mask, got {hidden!r}")
+    return ConvNet(*sizes, hidden, context_features=context_dim, dropout=dropout)
+
+
 def coupling(
     kind: str,
     mask: Tensor,
@@ -247,13 +263,7 @@ def coupling(
         raise ValueError(f"coupling: expected one of {sorted(classes)}, got {kind!r}")
     plain, conditional = classes[kind]
     partition = make_partition(mask)
-    sizes = partition.kept_features, partition.moved_features * plain.params_per_feature
-    if len(partition.event_shape) == 1:
-        net: nn.Module = MLP(*sizes, hidden, context_features=context_dim, dropout=dropout)
-    elif isinstance(hidden, int):
-        net = ConvNet(*sizes, hidden, context_features=context_dim, dropout=dropout)
-    else:
-        raise ValueError(f"hidden: expected an int (channels) for an image mask, got {hidden!r}")
+    net = conditioner_for(partition, plain.params_per_feature, hidden, context_dim, dropout)
     if context_dim:
         return conditional(partition, net, **kwargs)
     return plain(partition, net, **kwargs)

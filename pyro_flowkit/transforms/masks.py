@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pyro_flowkit.transforms._base import image_event_shape
+
 
 def half_mask(dim: int, flip: bool = False) -> Tensor:
     """The first ``ceil(dim / 2)`` entries (the last ones with ``flip``) condition the rest."""
@@ -36,24 +38,17 @@ def vector_mask(kind: str, dim: int, flip: bool) -> Tensor:
 
 def checkerboard_mask(event_shape: tuple[int, int, int], flip: bool = False) -> Tensor:
     """RealNVP's checkerboard on a ``(C, H, W)`` event: pixels with even ``i + j`` are kept."""
-    c, h, w = _image_shape(event_shape)
+    c, h, w = image_event_shape(event_shape)
     board = (torch.arange(h)[:, None] + torch.arange(w)) % 2 == 0
     return (~board if flip else board).expand(c, h, w).clone()
 
 
 def channel_mask(event_shape: tuple[int, int, int], flip: bool = False) -> Tensor:
     """RealNVP's channel mask: the first ``ceil(C / 2)`` channels (the last ones with ``flip``)."""
-    c, h, w = _image_shape(event_shape)
+    c, h, w = image_event_shape(event_shape)
     if c < 2:
         raise ValueError(f"event_shape: a channel mask needs 2+ channels, got {(c, h, w)}")
     return half_mask(c, flip)[:, None, None].expand(c, h, w).clone()
-
-
-def _image_shape(event_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    shape = tuple(event_shape)
-    if len(shape) != 3 or any(not isinstance(s, int) or s < 1 for s in shape):
-        raise ValueError(f"event_shape: expected (C, H, W) positive sizes, got {event_shape!r}")
-    return shape
 
 
 def _check_dim(dim: int) -> None:

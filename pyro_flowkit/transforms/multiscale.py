@@ -26,20 +26,15 @@ from pyro_flowkit.transforms._base import (
     EventShape,
     FlowTransform,
     as_event_shape,
+    image_event_shape,
     sum_event,
 )
 from pyro_flowkit.transforms.squeeze import squeeze, unsqueeze
 
 
 def _inner_shape(shape: torch.Size, squeezes: int, active: int | None) -> torch.Size:
-    if len(shape) != 3:
-        raise ValueError(f"event_shape: expected (C, H, W), got {tuple(shape)}")
-    c, h, w = shape
+    c, h, w = image_event_shape(shape, squeezes)
     f = 2**squeezes
-    if h % f or w % f:
-        raise ValueError(
-            f"event_shape: {squeezes} squeezes need H and W divisible by {f}, got {tuple(shape)}"
-        )
     channels = c * f * f
     active = channels if active is None else active
     if not 1 <= active <= channels:

@@ -15,20 +15,23 @@ References:
 from __future__ import annotations
 
 import torch  # noqa: F401 (the docstring examples use it)
+from torch import nn
 
-from pyro_flowkit.nn import ConvNet
-from pyro_flowkit.transforms._base import EventShape, as_event_shape
-from pyro_flowkit.transforms.coupling import AffineCoupling, ConditionalAffineCoupling
-from pyro_flowkit.transforms.masks import channel_mask, make_partition
+from pyro_flowkit.transforms._base import EventShape, image_event_shape
+from pyro_flowkit.transforms.coupling import (
+    AffineCoupling,
+    ConditionalAffineCoupling,
+    conditioner_for,
+)
+from pyro_flowkit.transforms.masks import Partition, channel_mask, make_partition
 
 
-def _split(event_shape: EventShape, context_dim: int, hidden_channels: int) -> tuple:
-    shape = as_event_shape(event_shape)
-    partition = make_partition(channel_mask(tuple(shape)))
-    net = ConvNet(
-        partition.kept_features, 2 * partition.moved_features, hidden_channels, context_dim
-    )
-    return partition, net
+def _split(
+    event_shape: EventShape, context_dim: int, hidden_channels: int
+) -> tuple[Partition, nn.Module]:
+    """The channel partition and its conditioner (one zero-initialised conv when hidden is 0)."""
+    partition = make_partition(channel_mask(tuple(image_event_shape(event_shape))))
+    return partition, conditioner_for(partition, 2, hidden_channels, context_dim)
 
 
 class SplitPrior(AffineCoupling):
@@ -40,6 +43,8 @@ class SplitPrior(AffineCoupling):
     Arguments:
         event_shape: ``(C, H, W)`` with ``C >= 2``.
         log_scale_bound: the soft bound :math:`b` on the log-scale.
+        hidden_channels: 0 (Glow) for a single convolution, else the width of a
+            :class:`~pyro_flowkit.nn.ConvNet` conditioner.
 
     Example:
         >>> t = SplitPrior((4, 2, 2))
@@ -60,6 +65,7 @@ class ConditionalSplitPrior(ConditionalAffineCoupling):
         event_shape: ``(C, H, W)`` with ``C >= 2``.
         context_dim: size of the context vector.
         log_scale_bound: the soft bound on the log-scale.
+        hidden_channels: as for :class:`SplitPrior`.
     """
 
     def __init__(

@@ -8,12 +8,9 @@ References:
 from __future__ import annotations
 
 import torch
-from pyro.distributions import constraints
 from torch import Tensor
 
-from pyro_flowkit.transforms._base import CachedTransform
-
-_IMAGE = constraints.independent(constraints.real, 3)
+from pyro_flowkit.transforms._base import ImageTransform
 
 
 def squeeze(x: Tensor, factor: int = 2) -> Tensor:
@@ -33,7 +30,7 @@ def unsqueeze(y: Tensor, factor: int = 2) -> Tensor:
     return y.flatten(-2, -1).flatten(-3, -2)
 
 
-class Squeeze(CachedTransform):
+class Squeeze(ImageTransform):
     r"""Space-to-depth :math:`(C, H, W) \to (f^2 C, H/f, W/f)`, a permutation (log-det 0).
 
     Each :math:`f \times f` block of pixels becomes :math:`f^2` channels of one pixel, trading
@@ -51,9 +48,6 @@ class Squeeze(CachedTransform):
         >>> Squeeze()(torch.randn(5, 3, 8, 4)).shape
         torch.Size([5, 12, 4, 2])
     """
-
-    domain = _IMAGE
-    codomain = _IMAGE
 
     def __init__(self, factor: int = 2) -> None:
         if not isinstance(factor, int) or factor < 2:
