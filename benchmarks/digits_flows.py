@@ -147,7 +147,7 @@ GLOW_DEEP = dict(depth=8, hidden_channels=40, prior_hidden_channels=40, dropout=
 
 
 def ours_glow_deep() -> Entry:
-    """Deeper and narrower within the 100k-parameter budget: the best Glow of our sweeps."""
+    """Deeper and narrower within the 100k-parameter budget, chosen from the Glow sweep."""
     name = "pyro-flowkit glow(depth=8, hidden_channels=40, prior_hidden_channels=40, dropout=0.1)"
     return _image_entry(name, fk.flows.glow(IMAGE, **GLOW_DEEP))
 
@@ -309,12 +309,28 @@ GLOW_SWEEP = {
     "glow-p64": dict(prior_hidden_channels=64),
 }
 for _name, _kw in GLOW_SWEEP.items():
-    BUILDERS[_name] = lambda kw=_kw: _image_entry(f"glow {kw}", fk.flows.glow(IMAGE, **kw))
+    BUILDERS[_name] = lambda kw=_kw: _image_entry(
+        f"pyro-flowkit glow {kw}", fk.flows.glow(IMAGE, **kw)
+    )
+
+
+def glow_with_position_norm() -> Entry:
+    """The deeper Glow with a per-position ActNorm on the data side (a learned per-pixel affine)."""
+    from pyro.distributions.torch_transform import ComposeTransformModule
+
+    flow = fk.flows.glow(IMAGE, depth=8, hidden_channels=40)
+    norm = fk.transforms.ActNorm(IMAGE, per_position=True)
+    composed = ComposeTransformModule([*flow.parts, norm], cache_size=1)
+    name = "pyro-flowkit glow {'depth': 8, 'hidden_channels': 40} + per-position ActNorm"
+    return _image_entry(name, composed)
+
+
+BUILDERS["glow-K8-h40-position-norm"] = glow_with_position_norm
 
 SUITES = {
     "vectors": ["ours", "ours-nodropout", "zuko", "nflows", "normflows", "pyro"],
     "images": ["glow", "glow-deep", "realnvp-image", "normflows-glow", "ours", "ours-small"],
-    "glow-sweep": ["glow", *GLOW_SWEEP, "glow-deep"],
+    "glow-sweep": ["glow", *GLOW_SWEEP, "glow-K8-h40-position-norm", "glow-deep"],
 }
 
 
