@@ -10,9 +10,20 @@ import importlib
 from types import ModuleType
 
 from pyro_flowkit import data, distributions, flows, metrics, nn, transforms
+from pyro_flowkit.errors import InversionError
 
 __version__ = "0.1.0"
-__all__ = ["data", "distributions", "flows", "inference", "metrics", "models", "nn", "transforms"]
+__all__ = [
+    "InversionError",
+    "data",
+    "distributions",
+    "flows",
+    "inference",
+    "metrics",
+    "models",
+    "nn",
+    "transforms",
+]
 
 _LAZY = {"models", "inference", "cli"}
 

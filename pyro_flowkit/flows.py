@@ -25,6 +25,12 @@ from torch.distributions import ComposeTransform, Transform
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.image_flows import conditional_glow, glow, image_realnvp
 from pyro_flowkit.nn.dropout import check_rate
+from pyro_flowkit.residual_flows import (
+    conditional_iresnet,
+    conditional_residual_flow,
+    iresnet,
+    residual_flow,
+)
 from pyro_flowkit.transforms import (
     ConditionalScaling,
     Permute,
@@ -37,12 +43,16 @@ from pyro_flowkit.transforms._base import EventShape
 
 __all__ = [
     "conditional_glow",
+    "conditional_iresnet",
     "conditional_nice",
     "conditional_realnvp",
+    "conditional_residual_flow",
     "flow_distribution",
     "glow",
+    "iresnet",
     "nice",
     "realnvp",
+    "residual_flow",
 ]
 
 _PERMUTATIONS = (None, "reverse", "random")

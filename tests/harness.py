@@ -9,6 +9,8 @@ from pyro.distributions.conditional import ConstantConditionalTransform
 from torch.distributions import ComposeTransform, Transform
 from torch.distributions.utils import _sum_rightmost
 
+from pyro_flowkit.nn import refresh_spectral_norms
+
 
 def parts(t: Transform) -> list[Transform]:
     """The leaf transforms of ``t`` in application order."""
@@ -59,10 +61,14 @@ def autograd_log_det(t: Transform, x: torch.Tensor, event_shape: torch.Size) -> 
 
 @torch.no_grad()
 def perturb(module: torch.nn.Module, scale: float = 0.3) -> None:
-    """Move every floating parameter away from its (identity) initial value."""
+    """Move every floating parameter away from its (identity) initial value.
+
+    Spectral norms are then re-converged, as after any edit of the weights by hand (their power
+    iteration tracks gradual training, not a jump)."""
     for p in module.parameters():
         if p.is_floating_point():
             p.add_(scale * torch.randn_like(p))
+    refresh_spectral_norms(module, max_iter=2000, rtol=1e-12)
 
 
 def state_dict_round_trip(module: torch.nn.Module) -> dict:

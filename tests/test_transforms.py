@@ -32,17 +32,21 @@ from torch import nn
 
 import pyro_flowkit as fk
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
-from pyro_flowkit.nn import MLP, ConvNet
+from pyro_flowkit.nn import MLP, ConvNet, LipschitzConvNet, LipschitzMLP
 from pyro_flowkit.transforms import (
     ActNorm,
     AdditiveCoupling,
     AffineCoupling,
     ConditionalAdditiveCoupling,
     ConditionalAffineCoupling,
+    ConditionalInverse,
+    ConditionalInvertibleResidual,
     ConditionalScaling,
     ConditionalSplitPrior,
     ConditionalSqueezeBlock,
+    Inverse,
     InvertibleConv1x1,
+    InvertibleResidual,
     Logit,
     Permute,
     Scaling,
@@ -314,6 +318,55 @@ IMAGE_CASES = [
     ),
 ]
 CASES += IMAGE_CASES
+
+# Invertible ResNets: exact log-dets, a fixed point solved to float64 resolution.
+EXACT = {"logdet": "exact", "inverse_tol": 1e-13, "inverse_max_iter": 500}
+
+
+def _residual(shape: tuple[int, ...], c: int = 0, inverse: bool = False) -> nn.Module:
+    if len(shape) == 1:
+        net = LipschitzMLP(shape[0], H, c, coeff=0.7, activation="lipswish")
+    else:
+        net = LipschitzConvNet(shape, (4,), c, coeff=0.7)
+    if c:
+        block = ConditionalInvertibleResidual(net, **EXACT)
+        return ConditionalInverse(block) if inverse else block
+    block = InvertibleResidual(net, **EXACT)
+    return Inverse(block) if inverse else block
+
+
+RESIDUAL_CASES = [
+    Case("residual", lambda: _residual((4,)), (4,)),
+    Case("residual-inverse", lambda: _residual((4,), inverse=True), (4,)),
+    Case("residual-conv", lambda: _residual(IMG), IMG),
+    Case("conditional-residual", lambda: _residual((4,), 3), (4,), context_dim=3),
+    Case(
+        "conditional-residual-conv-inverse",
+        lambda: _residual(IMG, 3, inverse=True),
+        IMG,
+        context_dim=3,
+    ),
+    Case("iresnet", lambda: fk.flows.iresnet(3, 2, H, 0.7, **EXACT), (3,)),
+    Case(
+        "iresnet-sample",
+        lambda: fk.flows.iresnet(3, 2, H, 0.7, direction="sample", **EXACT),
+        (3,),
+    ),
+    Case(
+        "residual-flow-image",
+        lambda: _initialized(fk.flows.residual_flow((1, 4, 4), 1, (4,), 0.7, **EXACT)),
+        (1, 4, 4),
+        identity_at_init=False,
+    ),
+    Case(
+        "conditional-residual-flow",
+        lambda: _initialized(fk.flows.conditional_residual_flow(3, 2, 2, H, 0.7, **EXACT)),
+        (3,),
+        context_dim=2,
+        identity_at_init=False,
+    ),
+]
+CASES += RESIDUAL_CASES
 CONDITIONAL = [c for c in CASES if c.conditional]
 LEARNABLE = [c for c in CASES if c.identity_at_init]
 
@@ -322,9 +375,8 @@ cases = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 
 def instantiate(case: Case, device: torch.device, dtype: torch.dtype = torch.float64):
     """The row's module (perturbed, moved), the plain transform to test, and the context used."""
-    module = case.build()
+    module = case.build().to(device=device, dtype=dtype)
     perturb(module)
-    module = module.to(device=device, dtype=dtype)
     if not case.conditional:
         return module, module, None
     context = torch.randn(case.context_dim, device=device, dtype=dtype)

@@ -14,6 +14,7 @@ from pyro_flowkit.transforms.coupling import (
     ConditionalAffineCoupling,
     coupling,
 )
+from pyro_flowkit.transforms.inverse import ConditionalInverse, Inverse
 from pyro_flowkit.transforms.logit import Logit
 from pyro_flowkit.transforms.masks import (
     ChannelPartition,
@@ -28,6 +29,7 @@ from pyro_flowkit.transforms.masks import (
 )
 from pyro_flowkit.transforms.multiscale import ConditionalSqueezeBlock, SqueezeBlock
 from pyro_flowkit.transforms.permute import Permute
+from pyro_flowkit.transforms.residual import ConditionalInvertibleResidual, InvertibleResidual
 from pyro_flowkit.transforms.scaling import ConditionalScaling, Scaling
 from pyro_flowkit.transforms.split_prior import ConditionalSplitPrior, SplitPrior
 from pyro_flowkit.transforms.squeeze import Squeeze, squeeze, unsqueeze
@@ -40,11 +42,15 @@ __all__ = [
     "ChannelPartition",
     "ConditionalAdditiveCoupling",
     "ConditionalAffineCoupling",
+    "ConditionalInverse",
+    "ConditionalInvertibleResidual",
     "ConditionalScaling",
     "ConditionalSplitPrior",
     "ConditionalSqueezeBlock",
     "FlowTransform",
+    "Inverse",
     "InvertibleConv1x1",
+    "InvertibleResidual",
     "Logit",
     "MaskedPartition",
     "Permute",

@@ -1,0 +1,19 @@
+"""Exceptions raised on numerical failure (DESIGN.md convention 9)."""
+
+from __future__ import annotations
+
+__all__ = ["InversionError"]
+
+
+class InversionError(RuntimeError):
+    """A fixed-point inverse did not reach its tolerance.
+
+    Attributes:
+        residual: the largest :math:`|x + g(x) - y|` entry at the last iterate.
+        iterations: the number of iterations run.
+    """
+
+    def __init__(self, message: str, residual: float, iterations: int) -> None:
+        super().__init__(message)
+        self.residual = residual
+        self.iterations = iterations
