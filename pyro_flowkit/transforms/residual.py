@@ -215,10 +215,11 @@ class InvertibleResidual(FlowTransform):
     step :math:`x = y - g(x^*)` whose backward pass solves for the exact (first-order) gradient
     of the inverse by the implicit function theorem, with the same tolerance (so
     reparameterised samples of a flow built with ``direction="density"`` have the right
-    gradients; derivatives of second order through the inverse are not supported). If the largest residual entry is still above ``inverse_tol`` after
-    ``inverse_max_iter`` iterations, :class:`~pyro_flowkit.InversionError` is raised with the
-    residual and the iteration count. The inverse never runs power iterations of the spectral
-    norms, and neither does anything in ``eval()`` mode, so the map is then fixed.
+    gradients; derivatives of second order through the inverse are not supported). If the
+    largest residual entry is still above ``inverse_tol`` after ``inverse_max_iter`` iterations,
+    :class:`~pyro_flowkit.InversionError` is raised with the residual and the iteration count.
+    The inverse never runs power iterations of the spectral norms, and neither does anything in
+    ``eval()`` mode, so the map is then fixed.
     ``log_abs_det_jacobian`` is :math:`\log\det(I + J_g)` estimated by ``logdet`` (module
     docstring); ``logdet`` may be reassigned, e.g. to ``"exact"`` for evaluation, and changes no
     parameter or buffer.
