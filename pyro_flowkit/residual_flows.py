@@ -39,7 +39,8 @@ _DIRECTIONS = ("density", "sample")
 def _residual_block(
     shape: torch.Size, hidden_dims: Sequence[int], context_dim: int, direction: str, **opts: object
 ) -> nn.Module:
-    net_opts = {k: opts.pop(k) for k in ("coeff", "n_power_iterations", "activation")}
+    names = ("coeff", "n_power_iterations", "power_rtol", "activation")
+    net_opts = {k: opts.pop(k) for k in names if k in opts}
     if len(shape) == 1:
         net = LipschitzMLP(shape[0], hidden_dims, context_dim, **net_opts)
     else:
@@ -79,7 +80,8 @@ def _residual_flow(
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction: expected one of {_DIRECTIONS}, got {direction!r}")
     shape = as_event_shape(event_shape)
-    opts.update(coeff=lipschitz, context_dim=context_dim, direction=direction)
+    coeff = lipschitz ** (1 / (len(tuple(hidden_dims)) + 1))  # L layers: Lip(g) <= lipschitz
+    opts.update(coeff=coeff, context_dim=context_dim, direction=direction)
     if len(shape) == 1:
         if levels is not None:
             raise ValueError(f"levels: only for (C, H, W) images, got event_shape {tuple(shape)}")
@@ -123,8 +125,8 @@ def iresnet(
         event_shape: ``D`` or ``(D,)`` for vectors, ``(C, H, W)`` for images.
         num_blocks: residual blocks (per level for images).
         hidden_dims: hidden widths of each :math:`g` (hidden channels for images).
-        lipschitz: the coefficient :math:`c < 1` of every layer (so
-            :math:`\mathrm{Lip}(g) \le c^{L}` for :math:`L` layers).
+        lipschitz: the bound :math:`c < 1` on :math:`\mathrm{Lip}(g)`: each of the :math:`L`
+            layers of :math:`g` is normalised to :math:`c^{1/L}`.
         logdet: ``"series"``, ``"roulette"`` or ``"exact"``
             (:class:`~pyro_flowkit.transforms.InvertibleResidual`); only an attribute, so a
             trained state dict loads into a flow built with another mode.

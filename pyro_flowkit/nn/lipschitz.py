@@ -3,7 +3,8 @@ r"""Lipschitz-constrained layers for invertible residual blocks: spectral normal
 A layer :math:`x \mapsto Wx + b` is :math:`\|W\|_2`-Lipschitz. The layers here use the weight
 :math:`\tilde W = W / \max(1, \hat\sigma / c)`, where :math:`\hat\sigma` estimates the spectral
 norm :math:`\sigma = \|W\|_2` by power iteration with persistent vectors :math:`u, v`
-(``n_power_iterations`` per forward pass in training mode with gradients enabled; none in
+(``n_power_iterations`` per forward pass in training mode with gradients enabled, then more
+until the estimate settles to ``power_rtol``; none in
 ``eval()`` mode, under ``torch.no_grad()`` or inside :func:`frozen_spectral_norms`, so the map is
 then fixed). Power iteration approaches :math:`\sigma` from below, so after a weight update the
 bound :math:`\|\tilde W\|_2 \le c` holds up to the estimate's lag; tests check it with the exact
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 _EPS = 1e-12
+_BLOCK = 4  # vectors of the block power iteration
 _frozen = [0]
 
 
@@ -65,15 +67,35 @@ def _check_coeff(coeff: float) -> float:
     return float(coeff)
 
 
-class _SpectralNorm(nn.Module):
-    """Power iteration on ``u = W v / |W v|``, ``v = W^T u / |W^T u|`` for a linear operator W."""
+def _orthonormal(block: Tensor, old: Tensor) -> Tensor:
+    """The rows of ``block`` (``k`` vectors, any trailing shape) orthonormalised by QR, or
+    ``old`` if they vanish (a zero weight keeps its vectors)."""
+    flat = block.flatten(1)
+    q = torch.linalg.qr(flat.T).Q.T.reshape(block.shape)
+    return torch.where(flat.norm() > _EPS, q, old)
 
-    def _init_vectors(self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int) -> None:
+
+class _SpectralNorm(nn.Module):
+    """Block power iteration on ``V = orth(W^T U)``, ``U = orth(W V)`` for a linear operator W.
+
+    A block of ``k`` vectors (subspace iteration) rather than one: when the two largest singular
+    values of a training weight cross, a single vector sits on what has become the second
+    singular vector, a saddle it leaves only slowly, and the estimate lags the true norm by the
+    gap; the block holds the top-``k`` subspace through such crossings. The estimate is the
+    largest singular value of the ``k x k`` matrix :math:`U^\top W V`.
+    """
+
+    def _init_vectors(
+        self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int, rtol: float | None
+    ) -> None:
         self.coeff = _check_coeff(coeff)
         check_positive("n_power_iterations", iters, allow_zero=True)
-        self.n_power_iterations = iters
-        self.register_buffer("u", F.normalize(torch.randn(u_shape).flatten(), dim=0).view(u_shape))
-        self.register_buffer("v", F.normalize(torch.randn(v_shape).flatten(), dim=0).view(v_shape))
+        if rtol is not None and not rtol > 0:
+            raise ValueError(f"power_rtol: expected a positive tolerance or None, got {rtol!r}")
+        self.n_power_iterations, self.power_rtol = iters, rtol
+        k = min(_BLOCK, math.prod(u_shape), math.prod(v_shape))
+        self.register_buffer("u", _orthonormal(torch.randn(k, *u_shape), torch.zeros(())))
+        self.register_buffer("v", _orthonormal(torch.randn(k, *v_shape), torch.zeros(())))
         self.refresh_spectral_norm()
 
     def _op(self, v: Tensor, weight: Tensor) -> Tensor:
@@ -82,44 +104,51 @@ class _SpectralNorm(nn.Module):
     def _adjoint(self, u: Tensor, weight: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def _projected_norm(self, u: Tensor, wv: Tensor) -> Tensor:
+        return torch.linalg.matrix_norm(u.flatten(1) @ wv.flatten(1).T, ord=2)
+
     @torch.no_grad()
-    def power_iteration(self, n: int) -> None:
-        """Run ``n`` power iterations, updating the persistent vectors in place."""
+    def power_iteration(self, n: int, rtol: float | None = None, max_iter: int = 100) -> float:
+        r"""Run ``n`` iterations, then, if ``rtol`` is given, more (``max_iter`` in all) until
+        :math:`\hat\sigma` changes by at most ``rtol`` relative; updates the persistent vectors
+        in place and returns :math:`\hat\sigma` (``nan`` if it was not computed)."""
         w = self.weight.detach()
-        u, v = self.u, self.v
-        for _ in range(n):
-            v = _normalize(self._adjoint(u, w), v)
-            u = _normalize(self._op(v, w), u)
+        u, v, previous, sigma = self.u, self.v, math.nan, math.nan
+        for i in range(max(n, max_iter) if rtol is not None else n):
+            v = _orthonormal(self._adjoint(u, w), v)
+            wv = self._op(v, w)
+            u = _orthonormal(wv, u)
+            if rtol is not None and i + 1 >= n:
+                sigma = self._projected_norm(u, wv).item()
+                if abs(sigma - previous) <= rtol * sigma:
+                    break
+                previous = sigma
         self.u.copy_(u)
         self.v.copy_(v)
-
-    @torch.no_grad()
-    def refresh_spectral_norm(self, max_iter: int = 500, rtol: float = 1e-6) -> Tensor:
-        """Iterate until :math:`\\hat\\sigma` changes by less than ``rtol`` (after loading or
-        editing weights by hand); returns the estimate."""
-        previous = self.sigma_estimate()
-        for _ in range(max_iter):
-            self.power_iteration(1)
-            sigma = self.sigma_estimate()
-            if abs(sigma - previous) <= rtol * sigma:
-                break
-            previous = sigma
         return sigma
 
+    def refresh_spectral_norm(self, max_iter: int = 500, rtol: float = 1e-6) -> float:
+        r"""Iterate until :math:`\hat\sigma` changes by less than ``rtol`` (after loading or
+        editing weights by hand); returns the estimate."""
+        return self.power_iteration(1, rtol, max_iter)
+
     def sigma_estimate(self) -> Tensor:
-        """:math:`\\hat\\sigma = u^\\top W v` (differentiable in W; vectors cloned, so a later
-        power iteration does not invalidate a graph that used them)."""
-        return (self.u.clone() * self._op(self.v.clone(), self.weight)).sum()
+        r""":math:`\hat\sigma = \|U^\top W V\|_2` (differentiable in W; the vectors are
+        cloned, so a later power iteration does not invalidate a graph that used them)."""
+        return self._projected_norm(self.u.clone(), self._op(self.v.clone(), self.weight))
 
     def normalized_weight(self) -> Tensor:
         r""":math:`\tilde W = W / \max(1, \hat\sigma / c)`, after the step's power iterations."""
         if self.training and torch.is_grad_enabled() and not _frozen[0]:
-            self.power_iteration(self.n_power_iterations)
+            self.power_iteration(self.n_power_iterations, self.power_rtol)
         factor = (self.sigma_estimate() / self.coeff).clamp_min(1.0)
         return self.weight / factor
 
     def extra_repr(self) -> str:
-        return f"coeff={self.coeff}, n_power_iterations={self.n_power_iterations}"
+        return (
+            f"coeff={self.coeff}, n_power_iterations={self.n_power_iterations}, "
+            f"power_rtol={self.power_rtol}"
+        )
 
 
 class SpectralNormLinear(_SpectralNorm):
@@ -129,7 +158,10 @@ class SpectralNormLinear(_SpectralNorm):
         in_features: input size.
         out_features: output size.
         coeff: the Lipschitz coefficient :math:`c \in (0, 1)`.
-        n_power_iterations: power iterations per training forward pass.
+        n_power_iterations: power iterations per training forward pass (at least).
+        power_rtol: then iterate (100 times at most) until the estimate changes by at most this
+            relative amount, so that the bound holds while the weights move fast; ``None`` for
+            exactly ``n_power_iterations`` (no host synchronisation on a GPU).
         bias: learn a bias.
         zero_init: start with :math:`W = 0` (and :math:`b = 0`), so a residual block is the
             identity map at initialisation.
@@ -147,6 +179,7 @@ class SpectralNormLinear(_SpectralNorm):
         coeff: float = 0.97,
         n_power_iterations: int = 1,
         *,
+        power_rtol: float | None = 1e-4,
         bias: bool = True,
         zero_init: bool = False,
     ) -> None:
@@ -157,13 +190,13 @@ class SpectralNormLinear(_SpectralNorm):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         bound = 0.0 if zero_init else 1 / math.sqrt(in_features)
         nn.init.uniform_(self.weight, -bound, bound)
-        self._init_vectors((out_features,), (in_features,), coeff, n_power_iterations)
+        self._init_vectors((out_features,), (in_features,), coeff, n_power_iterations, power_rtol)
 
     def _op(self, v: Tensor, weight: Tensor) -> Tensor:
-        return weight @ v
+        return v @ weight.T
 
     def _adjoint(self, u: Tensor, weight: Tensor) -> Tensor:
-        return weight.T @ u
+        return u @ weight
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.normalized_weight(), self.bias)
@@ -190,7 +223,10 @@ class SpectralNormConv2d(_SpectralNorm):
         kernel_size: an odd kernel size.
         input_size: ``(H, W)`` of the inputs.
         coeff: the Lipschitz coefficient :math:`c \in (0, 1)`.
-        n_power_iterations: power iterations per training forward pass.
+        n_power_iterations: power iterations per training forward pass (at least).
+        power_rtol: then iterate (100 times at most) until the estimate changes by at most this
+            relative amount, so that the bound holds while the weights move fast; ``None`` for
+            exactly ``n_power_iterations`` (no host synchronisation on a GPU).
         bias: learn a bias.
         zero_init: start with a zero kernel (and bias).
 
@@ -215,6 +251,7 @@ class SpectralNormConv2d(_SpectralNorm):
         coeff: float = 0.97,
         n_power_iterations: int = 1,
         *,
+        power_rtol: float | None = 1e-4,
         bias: bool = True,
         zero_init: bool = False,
     ) -> None:
@@ -233,7 +270,7 @@ class SpectralNormConv2d(_SpectralNorm):
         nn.init.uniform_(self.weight, -bound, bound)
         shape = self.input_size
         self._init_vectors(
-            (1, out_channels, *shape), (1, in_channels, *shape), coeff, n_power_iterations
+            (out_channels, *shape), (in_channels, *shape), coeff, n_power_iterations, power_rtol
         )
 
     def _op(self, v: Tensor, weight: Tensor) -> Tensor:
@@ -255,7 +292,7 @@ class SpectralNormConv2d(_SpectralNorm):
         """The operator norm on the input size, by SVD of the convolution's full matrix."""
         with frozen_spectral_norms():
             weight = self.normalized_weight()
-        n = self.v.numel()
+        n = self.v[0].numel()
         basis = torch.eye(n, dtype=weight.dtype, device=weight.device).view(n, *self.v.shape[1:])
         matrix = self._op(basis, weight).reshape(n, -1)
         return torch.linalg.matrix_norm(matrix, ord=2)
@@ -312,7 +349,8 @@ class LipschitzMLP(nn.Module):
         hidden_dims: widths of the hidden layers.
         context_features: size of the context's last dimension; 0 for no context.
         coeff: Lipschitz coefficient of each layer.
-        n_power_iterations: power iterations per training pass of each layer.
+        n_power_iterations: power iterations per training pass of each layer (at least).
+        power_rtol: relative tolerance of the power iteration (:class:`SpectralNormLinear`).
         activation: ``"elu"`` or ``"lipswish"``.
 
     Example:
@@ -329,6 +367,7 @@ class LipschitzMLP(nn.Module):
         *,
         coeff: float = 0.9,
         n_power_iterations: int = 1,
+        power_rtol: float | None = 1e-4,
         activation: str = "elu",
     ) -> None:
         super().__init__()
@@ -337,7 +376,9 @@ class LipschitzMLP(nn.Module):
         widths = (features, *_hidden("hidden_dims", hidden_dims), features)
         last = len(widths) - 2
         self.layers = nn.ModuleList(
-            SpectralNormLinear(a, b, coeff, n_power_iterations, zero_init=i == last)
+            SpectralNormLinear(
+                a, b, coeff, n_power_iterations, power_rtol=power_rtol, zero_init=i == last
+            )
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
         self.activations = nn.ModuleList(_activation(activation) for _ in widths[2:])
@@ -380,7 +421,8 @@ class LipschitzConvNet(nn.Module):
         hidden_channels: widths of the hidden layers.
         context_features: size of the context vector; 0 for no context.
         coeff: Lipschitz coefficient of each layer.
-        n_power_iterations: power iterations per training pass of each layer.
+        n_power_iterations: power iterations per training pass of each layer (at least).
+        power_rtol: relative tolerance of the power iteration (:class:`SpectralNormLinear`).
         activation: ``"elu"`` or ``"lipswish"``.
 
     Example:
@@ -397,6 +439,7 @@ class LipschitzConvNet(nn.Module):
         *,
         coeff: float = 0.9,
         n_power_iterations: int = 1,
+        power_rtol: float | None = 1e-4,
         activation: str = "elu",
     ) -> None:
         super().__init__()
@@ -410,7 +453,7 @@ class LipschitzConvNet(nn.Module):
         self.layers = nn.ModuleList(
             SpectralNormConv2d(
                 a, b, 3 if i in (0, n - 1) else 1, size, coeff, n_power_iterations,
-                zero_init=i == n - 1,
+                power_rtol=power_rtol, zero_init=i == n - 1,
             )
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )  # fmt: skip

@@ -55,6 +55,15 @@ def sum_event(t: Tensor, event_dim: int) -> Tensor:
     return t.sum(tuple(range(-event_dim, 0))) if event_dim else t
 
 
+_config_epoch = [0]
+
+
+def invalidate_caches() -> None:
+    """Make every cached pass stale: a setting that is neither a parameter nor a mode changed
+    (e.g. the log-det estimator of a residual block), so no earlier pass may be reused."""
+    _config_epoch[0] += 1
+
+
 class CachedTransform(TransformModule):
     """A transform that keeps its last pass ``(x, y, log-det)`` and reuses it only while valid.
 
@@ -90,7 +99,7 @@ class CachedTransform(TransformModule):
         """What must not change for a pass to be reused: modes, parameters and their gradients."""
         if self._watched is None:  # (owner, name): a parameter replaced in place is seen too
             self._watched = tuple((m, n) for m in self.modules() for n in m._parameters)
-        stamp = [torch.is_grad_enabled(), self.training]
+        stamp = [torch.is_grad_enabled(), self.training, _config_epoch[0]]
         for owner, name in self._watched:
             p = owner._parameters[name]
             if p is None:

@@ -47,6 +47,7 @@ from pyro_flowkit.transforms._base import (
     EventShape,
     FlowTransform,
     check_context,
+    invalidate_caches,
     sum_event,
 )
 
@@ -64,28 +65,40 @@ Net = Callable[[Tensor], Tensor]
 
 
 def banach_inverse(
-    g: Net, y: Tensor, tol: float, max_iter: int, history: list[Tensor] | None = None
-) -> tuple[Tensor, float, int]:
+    g: Net,
+    y: Tensor,
+    tol: float,
+    max_iter: int,
+    history: list[Tensor] | None = None,
+    floor: float = 0.0,
+) -> tuple[Tensor, float, int, bool]:
     r"""Solve :math:`x + g(x) = y` by :math:`x_{k+1} = y - g(x_k)` from :math:`x_0 = y`.
 
-    Stops once the largest residual entry :math:`|x_k + g(x_k) - y| = |x_k - x_{k+1}|` is at
-    most ``tol`` (the returned :math:`x_{k+1}` is then within :math:`L\,\text{tol} / (1 - L)`
-    of the fixed point). Runs without autograd; appends every iterate to ``history`` if given.
+    The step :math:`s_k = \max|x_{k+1} - x_k|` is the largest residual entry
+    :math:`|x_k + g(x_k) - y|`. With the observed contraction rate :math:`q = s_k / s_{k-1}`,
+    the error of :math:`x_{k+1}` is at most about :math:`s_k\,q / (1 - q)` (the a-posteriori
+    Banach bound); iteration stops once that is at most ``tol``, or once :math:`s_k` is at
+    most ``floor`` (the dtype's resolution). Runs without autograd; appends every iterate to
+    ``history`` if given.
 
     Returns:
-        ``(x, residual, iterations)``; the caller decides whether ``residual`` is small enough.
+        ``(x, residual, iterations, converged)``.
     """
-    x, residual = y, math.inf
+    x, previous, step, k = y, 0.0, math.inf, 0
     with torch.no_grad(), frozen_spectral_norms():
         for k in range(1, max_iter + 1):
             x_next = y - g(x)
-            residual = (x_next - x).abs().max().item()
+            step = (x_next - x).abs().max().item()
             x = x_next
             if history is not None:
                 history.append(x)
-            if not residual > tol:  # NaN stops too, and is reported
-                return x, residual, k
-    return x, residual, max_iter
+            q = step / previous if previous else math.inf  # no rate at the first step
+            if step <= floor or (q < 1 and step * q / (1 - q) <= tol):
+                return x, step, k, True
+            if math.isnan(step):
+                break
+            previous = step
+    return x, step, k, False
 
 
 def series_coefficients(mode: str, n_terms: int, geom_p: float = 0.5) -> list[float]:
@@ -216,7 +229,7 @@ class InvertibleResidual(FlowTransform):
     of the inverse by the implicit function theorem, with the same tolerance (so
     reparameterised samples of a flow built with ``direction="density"`` have the right
     gradients; derivatives of second order through the inverse are not supported). If the
-    largest residual entry is still above ``inverse_tol`` after ``inverse_max_iter`` iterations,
+    estimated error is still above ``inverse_tol`` after ``inverse_max_iter`` iterations,
     :class:`~pyro_flowkit.InversionError` is raised with the residual and the iteration count.
     The inverse never runs power iterations of the spectral norms, and neither does anything in
     ``eval()`` mode, so the map is then fixed.
@@ -232,8 +245,9 @@ class InvertibleResidual(FlowTransform):
         logdet: ``"series"``, ``"roulette"`` or ``"exact"``.
         n_terms: terms of the series (``"roulette"``: terms always computed).
         n_hutchinson: probe vectors per sample.
-        inverse_tol: largest residual entry accepted by the inverse (raised to 16 ulps of the
-            largest :math:`|y|` when the dtype cannot resolve it, e.g. 1e-12 in float32).
+        inverse_tol: accuracy of the inverse: iteration stops when the a-posteriori Banach bound
+            on the largest error entry is below it (:func:`banach_inverse`), or when a step is
+            below 16 ulps of the largest :math:`|y|` (the dtype's resolution).
         inverse_max_iter: iterations before :class:`~pyro_flowkit.InversionError`.
         neumann_grad: the memory-saving Neumann-series gradient of the log-det.
         geom_p: success probability of the roulette's geometric number of extra terms.
@@ -293,7 +307,7 @@ class InvertibleResidual(FlowTransform):
         if mode not in LOGDETS:
             raise ValueError(f"logdet: expected one of {LOGDETS}, got {mode!r}")
         self._logdet = mode
-        self._pass = None
+        invalidate_caches()  # wrappers (Inverse, blocks) cached passes of the old estimator
 
     def _g(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -331,21 +345,22 @@ class InvertibleResidual(FlowTransform):
         gx, ladj = self._map(x)
         return x + gx, ladj
 
-    def _tolerance(self, y: Tensor) -> float:
-        """``inverse_tol``, raised to 16 ulps of the largest ``|y|`` (no dtype resolves less)."""
+    def _tolerance(self, y: Tensor) -> tuple[float, float]:
+        """``(inverse_tol, floor)``: a step below 16 ulps of the largest ``|y|`` is converged."""
         floor = 16 * torch.finfo(y.dtype).eps * max(1.0, y.detach().abs().max().item())
-        return max(self.inverse_tol, floor)
+        return max(self.inverse_tol, floor), floor
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
         y = self._prepare(y)
-        tol = self._tolerance(y)
-        fixed, residual, iterations = banach_inverse(
-            self._g, y.detach(), tol, self.inverse_max_iter
+        tol, floor = self._tolerance(y)
+        fixed, residual, iterations, converged = banach_inverse(
+            self._g, y.detach(), tol, self.inverse_max_iter, floor=floor
         )
-        if not residual <= tol:
+        if not converged:
             raise InversionError(
                 f"the fixed-point inverse stopped at residual {residual:.3g} after {iterations} "
-                f"iterations (tolerance {tol:.3g}); Lip(g) may be close to 1",
+                f"iterations without reaching inverse_tol={self.inverse_tol:g}; "
+                "Lip(g) may be close to 1",
                 residual,
                 iterations,
             )
