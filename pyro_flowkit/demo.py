@@ -19,11 +19,12 @@ from torch import Tensor, nn
 from pyro_flowkit import data, flows, metrics
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
-from pyro_flowkit.transforms import Logit
+from pyro_flowkit.transforms import Logit, set_logdet
 
 __all__ = ["FitResult", "build_flow", "demo", "fit"]
 
-MODELS = ("nice", "realnvp", "glow")
+MODELS = ("nice", "realnvp", "glow", "iresnet")
+DIGIT_MODELS = ("nice", "realnvp", "glow")  # what the demo fits to digits
 DIGITS_IMAGE = (1, 8, 8)
 DATASETS = ("digits", *data.TOY_2D)
 LOGIT_ALPHA = 0.05
@@ -53,6 +54,10 @@ def build_flow(model: str, dataset: str) -> nn.Module:
         if dataset != "digits":
             raise ValueError(f"model: glow models images, use it on digits, got {dataset!r}")
         return flows.glow(DIGITS_IMAGE)
+    if model == "iresnet":  # Residual Flows' choices (roulette log-det, LipSwish, ActNorm)
+        if dataset == "digits":
+            return flows.residual_flow(64, num_blocks=8, hidden_dims=(256,))
+        return flows.residual_flow(2, num_blocks=8, hidden_dims=(64, 64))
     builder = flows.nice if model == "nice" else flows.realnvp
     if dataset == "digits":
         return builder(64)
@@ -101,7 +106,7 @@ def fit(
     seed: int = 0,
     progress: bool = True,
 ) -> FitResult:
-    """Fit ``model`` (``nice``/``realnvp``) to ``dataset`` by maximum likelihood with Adam.
+    """Fit ``model`` (one of :data:`MODELS`) to ``dataset`` by maximum likelihood with Adam.
 
     Digits are dequantised afresh for every batch and modelled in [0, 1]^64 through RealNVP's
     logit preprocessing (alpha = 0.05), so the reported figure is test bits/dim (4 noise draws);
@@ -134,7 +139,7 @@ def fit(
         desc=f"{model} on {dataset}",
     )
     seconds = time.perf_counter() - start
-    flow.eval()
+    set_logdet(flow.eval(), "exact")  # residual blocks: evaluate without estimator noise
     key = "test_bits_per_dim" if dataset == "digits" else "test_nll"
     result = {key: _evaluate(d, dataset, test_x, seed), "steps": steps, "train_seconds": seconds}
     return FitResult(model, dataset, flow, d, losses, result)
@@ -172,23 +177,26 @@ def _samples(result: FitResult, n: int, temperature: float = 1.0) -> Tensor:
 def demo(
     out: str | Path = "flowkit-out", quick: bool = False, progress: bool = True, toy: str = "moons"
 ) -> dict:
-    """Fit RealNVP to a 2-D toy density and NICE, RealNVP and Glow to digits; report and save.
+    """Fit RealNVP and an i-ResNet (residual flow) to a 2-D toy density and NICE, RealNVP and
+    Glow to digits; report and save.
 
-    Writes ``density_<toy>.png``, ``digits_samples.png``, ``glow_samples.png`` (temperatures
-    1.0 and 0.7) and ``metrics.json`` to ``out`` and
-    returns the metrics.
+    Writes ``density_<toy>.png``, ``density_iresnet_<toy>.png``, ``digits_samples.png``,
+    ``glow_samples.png`` (temperatures 1.0 and 0.7) and ``metrics.json`` to ``out`` and returns
+    the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     steps = (
-        {"toy": 300, "nice": 200, "realnvp": 200, "glow": 200}
+        {"toy": 300, "iresnet": 200, "nice": 200, "realnvp": 200, "glow": 200}
         if quick
-        else {"toy": 3000, "nice": 3000, "realnvp": 2000, "glow": 2000}
+        else {"toy": 3000, "iresnet": 2000, "nice": 3000, "realnvp": 2000, "glow": 2000}
     )
     toy_fit = fit("realnvp", toy, steps["toy"], batch_size=256, progress=progress)
-    digit_fits = {m: fit(m, "digits", steps[m], progress=progress) for m in MODELS}
+    ires_fit = fit("iresnet", toy, steps["iresnet"], batch_size=256, lr=5e-3, progress=progress)
+    digit_fits = {m: fit(m, "digits", steps[m], progress=progress) for m in DIGIT_MODELS}
     report = {
         "toy": {"dataset": toy, "model": "realnvp", **toy_fit.metrics},
+        "toy_iresnet": {"dataset": toy, "model": "iresnet", **ires_fit.metrics},
         "digits": {
             "uniform_bits_per_dim": metrics.uniform_bits_per_dim(data.DIGITS_LEVELS),
             **{m: r.metrics for m, r in digit_fits.items()},
@@ -198,23 +206,25 @@ def demo(
     _print_report(report)
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
     try:
-        _demo_pictures(toy_fit, digit_fits, out)
+        _demo_pictures([toy_fit, ires_fit], digit_fits, out)
     except ImportError as e:
         print(f"no pictures: {e}")
     print(f"wrote {out}/metrics.json and the pictures")
     return report
 
 
-def _demo_pictures(toy_fit: FitResult, digit_fits: dict[str, FitResult], out: Path) -> None:
+def _demo_pictures(toy_fits: list[FitResult], digit_fits: dict[str, FitResult], out: Path) -> None:
     from pyro_flowkit.plots import plot_density_2d, plot_image_grids
 
-    toy_data = _split(toy_fit.dataset, 0)[0][:3000]
-    plot_density_2d(
-        toy_fit.distribution.log_prob,
-        toy_data,
-        out / f"density_{toy_fit.dataset}.png",
-        title=f"RealNVP density ({toy_fit.dataset})",
-    )
+    names = [("density", "RealNVP"), ("density_iresnet", "i-ResNet")]
+    for fit_, (stem, title) in zip(toy_fits, names, strict=True):
+        toy_data = _split(fit_.dataset, 0)[0][:3000]
+        plot_density_2d(
+            fit_.distribution.log_prob,
+            toy_data,
+            out / f"{stem}_{fit_.dataset}.png",
+            title=f"{title} density ({fit_.dataset})",
+        )
     real = data.load_digits("test")[:32] / (data.DIGITS_LEVELS - 1)
     grids = [("test digits", real)]
     grids += [(f"{m} samples", _samples(r, 32)) for m, r in digit_fits.items()]
@@ -226,14 +236,15 @@ def _demo_pictures(toy_fit: FitResult, digit_fits: dict[str, FitResult], out: Pa
 
 
 def _print_report(report: dict) -> None:
-    toy = report["toy"]
-    print(
-        f"RealNVP on {toy['dataset']}: test NLL {toy['test_nll']:.3f} nats "
-        f"({toy['steps']} steps, {toy['train_seconds']:.0f} s)"
-    )
+    for key, name in [("toy", "RealNVP"), ("toy_iresnet", "i-ResNet (residual flow)")]:
+        toy = report[key]
+        print(
+            f"{name} on {toy['dataset']}: test NLL {toy['test_nll']:.3f} nats "
+            f"({toy['steps']} steps, {toy['train_seconds']:.0f} s)"
+        )
     digits = report["digits"]
     print(f"digits, test bits/dim (uniform baseline {digits['uniform_bits_per_dim']:.3f}):")
-    for m in MODELS:
+    for m in DIGIT_MODELS:
         r = digits[m]
         print(
             f"  {m:8s} {r['test_bits_per_dim']:.3f}  ({r['steps']} steps, "

@@ -6,7 +6,8 @@ from pyro_flowkit.cli import main
 
 
 @pytest.mark.parametrize(
-    "model, dataset", [("realnvp", "moons"), ("nice", "digits"), ("glow", "digits")]
+    "model, dataset",
+    [("realnvp", "moons"), ("nice", "digits"), ("glow", "digits"), ("iresnet", "rings")],
 )
 def test_fit_command_writes_checkpoint_metrics_and_picture(tmp_path, model, dataset, capsys):
     assert (
@@ -47,8 +48,10 @@ def test_quick_demo(tmp_path):
         assert (
             report["digits"][model]["test_bits_per_dim"] < report["digits"]["uniform_bits_per_dim"]
         )
+    assert report["toy_iresnet"]["test_nll"] < 3.3  # below a Gaussian fit of the moons (3.38)
     for name in ("metrics.json", "density_moons.png", "digits_samples.png", "glow_samples.png"):
         assert (tmp_path / name).exists()
+    assert (tmp_path / "density_iresnet_moons.png").exists()
 
 
 def test_glow_is_refused_on_2d_data():

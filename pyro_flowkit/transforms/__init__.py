@@ -29,7 +29,11 @@ from pyro_flowkit.transforms.masks import (
 )
 from pyro_flowkit.transforms.multiscale import ConditionalSqueezeBlock, SqueezeBlock
 from pyro_flowkit.transforms.permute import Permute
-from pyro_flowkit.transforms.residual import ConditionalInvertibleResidual, InvertibleResidual
+from pyro_flowkit.transforms.residual import (
+    ConditionalInvertibleResidual,
+    InvertibleResidual,
+    set_logdet,
+)
 from pyro_flowkit.transforms.scaling import ConditionalScaling, Scaling
 from pyro_flowkit.transforms.split_prior import ConditionalSplitPrior, SplitPrior
 from pyro_flowkit.transforms.squeeze import Squeeze, squeeze, unsqueeze
@@ -66,6 +70,7 @@ __all__ = [
     "coupling",
     "half_mask",
     "make_partition",
+    "set_logdet",
     "squeeze",
     "unsqueeze",
     "vector_mask",

@@ -58,6 +58,7 @@ __all__ = [
     "exact_log_det",
     "power_series_log_det",
     "series_coefficients",
+    "set_logdet",
 ]
 
 LOGDETS = ("series", "roulette", "exact")
@@ -447,3 +448,14 @@ class ConditionalInvertibleResidual(ConditionalTransformModule):
         return _ConditionedResidual(
             ContextBound(self.net, context), self.event_shape, **self.options
         )
+
+
+def set_logdet(module: nn.Module, mode: str) -> nn.Module:
+    """Set the log-det estimator of every residual block in ``module`` (e.g. ``"exact"`` to
+    evaluate a flow trained with ``"roulette"``); returns ``module``."""
+    if mode not in LOGDETS:
+        raise ValueError(f"mode: expected one of {LOGDETS}, got {mode!r}")
+    for m in module.modules():
+        if isinstance(m, InvertibleResidual | ConditionalInvertibleResidual):
+            m.logdet = mode
+    return module
