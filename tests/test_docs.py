@@ -27,6 +27,7 @@ def test_readme_python_blocks_run():
     assert namespace["samples"].shape == (1000, 2)
     assert namespace["z"].shape == (5, 7, 4)
     assert 0 < namespace["loss"].item() < 6
+    assert namespace["draws"].shape == (100, 2) and namespace["test_nll"] < 3.5
 
 
 @pytest.mark.parametrize("name", MODULES)
