@@ -321,8 +321,8 @@ class InvertibleResidual(FlowTransform):
         if self.logdet == "exact":
             return exact_log_det(gx, x, self.event_dim, create_graph)
         coeffs = series_coefficients(self.logdet, self.n_terms, self.geom_p)
-        signs = torch.empty((self.n_hutchinson, *x.shape), dtype=x.dtype, device=x.device)
-        probes = signs.bernoulli_(0.5).mul_(2).sub_(1)  # Rademacher
+        shape = (self.n_hutchinson, *x.shape)  # Rademacher (randint: cheaper than bernoulli_)
+        probes = torch.randint(0, 2, shape, device=x.device).to(x.dtype).mul_(2).sub_(1)
         return power_series_log_det(
             gx, x, coeffs, probes, self.event_dim,
             neumann_grad=self.neumann_grad, create_graph=create_graph,
