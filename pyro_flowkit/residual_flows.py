@@ -39,7 +39,7 @@ _DIRECTIONS = ("density", "sample")
 def _residual_block(
     shape: torch.Size, hidden_dims: Sequence[int], context_dim: int, direction: str, **opts: object
 ) -> nn.Module:
-    names = ("coeff", "n_power_iterations", "power_rtol", "activation")
+    names = ("coeff", "n_power_iterations", "power_rtol", "power_vectors", "activation")
     net_opts = {k: opts.pop(k) for k in names if k in opts}
     if len(shape) == 1:
         net = LipschitzMLP(shape[0], hidden_dims, context_dim, **net_opts)
@@ -85,18 +85,16 @@ def _residual_flow(
     if len(shape) == 1:
         if levels is not None:
             raise ValueError(f"levels: only for (C, H, W) images, got event_shape {tuple(shape)}")
-        return _compose(
-            [_level(shape, num_blocks, actnorm, hidden_dims, **opts)[::-1]], context_dim
-        )
-    levels = 2 if levels is None else levels
-    check_positive("levels", levels)
-    c, h, w = image_event_shape(shape, levels - 1)
-    blocks = []
-    for squeezes in range(levels):
-        f = 2**squeezes
-        inner = torch.Size((c * f * f, h // f, w // f))
-        parts = _level(inner, num_blocks, actnorm, hidden_dims, **opts)
-        blocks.append(_block(parts, shape, squeezes, inner[0]))
+        inners = [(shape, 0)]
+    else:
+        levels = 2 if levels is None else levels
+        check_positive("levels", levels)
+        c, h, w = image_event_shape(shape, levels - 1)
+        inners = [(torch.Size((c * 4**s, h // 2**s, w // 2**s)), s) for s in range(levels)]
+    blocks = [
+        _block(_level(inner, num_blocks, actnorm, hidden_dims, **opts), shape, s, inner[0])
+        for inner, s in inners
+    ]
     return _compose(blocks, context_dim)
 
 
@@ -136,8 +134,9 @@ def iresnet(
         levels: image levels; level :math:`l = 0, 1, \dots` squeezes :math:`l` times (default
             2; ``H`` and ``W`` must be multiples of :math:`2^{\text{levels} - 1}`).
         n_power_iterations: power iterations per training pass of every layer.
-        **options: passed to every block: ``n_terms``, ``n_hutchinson``, ``inverse_tol``,
-            ``inverse_max_iter``, ``neumann_grad``, ``geom_p``.
+        **options: ``power_rtol`` and ``power_vectors`` to every layer
+            (:class:`~pyro_flowkit.nn.SpectralNormLinear`); ``n_terms``, ``n_hutchinson``,
+            ``inverse_tol``, ``inverse_max_iter``, ``neumann_grad``, ``geom_p`` to every block.
 
     References:
         | Invertible Residual Networks (Behrmann et al., 2019)

@@ -41,7 +41,6 @@ __all__ = [
 ]
 
 _EPS = 1e-12
-_BLOCK = 4  # vectors of the block power iteration
 _frozen = [0]
 
 
@@ -53,12 +52,6 @@ def frozen_spectral_norms() -> Iterator[None]:
         yield
     finally:
         _frozen[0] -= 1
-
-
-def _normalize(new: Tensor, old: Tensor) -> Tensor:
-    """``new / |new|``, or ``old`` where ``new`` vanishes (a zero weight keeps its vectors)."""
-    norm = new.norm()
-    return torch.where(norm > _EPS, new / norm.clamp_min(_EPS), old)
 
 
 def _check_coeff(coeff: float) -> float:
@@ -86,14 +79,15 @@ class _SpectralNorm(nn.Module):
     """
 
     def _init_vectors(
-        self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int, rtol: float | None
+        self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int, rtol: float | None, k: int
     ) -> None:
         self.coeff = _check_coeff(coeff)
         check_positive("n_power_iterations", iters, allow_zero=True)
+        check_positive("power_vectors", k)
         if rtol is not None and not rtol > 0:
             raise ValueError(f"power_rtol: expected a positive tolerance or None, got {rtol!r}")
         self.n_power_iterations, self.power_rtol = iters, rtol
-        k = min(_BLOCK, math.prod(u_shape), math.prod(v_shape))
+        k = min(k, math.prod(u_shape), math.prod(v_shape))
         self.register_buffer("u", _orthonormal(torch.randn(k, *u_shape), torch.zeros(())))
         self.register_buffer("v", _orthonormal(torch.randn(k, *v_shape), torch.zeros(())))
         self.refresh_spectral_norm()
@@ -162,6 +156,8 @@ class SpectralNormLinear(_SpectralNorm):
         power_rtol: then iterate (100 times at most) until the estimate changes by at most this
             relative amount, so that the bound holds while the weights move fast; ``None`` for
             exactly ``n_power_iterations`` (no host synchronisation on a GPU).
+        power_vectors: size of the block of power-iteration vectors (1 is classic power
+            iteration, which lags the norm when the top singular values cross).
         bias: learn a bias.
         zero_init: start with :math:`W = 0` (and :math:`b = 0`), so a residual block is the
             identity map at initialisation.
@@ -180,6 +176,7 @@ class SpectralNormLinear(_SpectralNorm):
         n_power_iterations: int = 1,
         *,
         power_rtol: float | None = 1e-4,
+        power_vectors: int = 4,
         bias: bool = True,
         zero_init: bool = False,
     ) -> None:
@@ -190,7 +187,9 @@ class SpectralNormLinear(_SpectralNorm):
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         bound = 0.0 if zero_init else 1 / math.sqrt(in_features)
         nn.init.uniform_(self.weight, -bound, bound)
-        self._init_vectors((out_features,), (in_features,), coeff, n_power_iterations, power_rtol)
+        self._init_vectors(
+            (out_features,), (in_features,), coeff, n_power_iterations, power_rtol, power_vectors
+        )
 
     def _op(self, v: Tensor, weight: Tensor) -> Tensor:
         return v @ weight.T
@@ -222,13 +221,8 @@ class SpectralNormConv2d(_SpectralNorm):
         out_channels: output channels.
         kernel_size: an odd kernel size.
         input_size: ``(H, W)`` of the inputs.
-        coeff: the Lipschitz coefficient :math:`c \in (0, 1)`.
-        n_power_iterations: power iterations per training forward pass (at least).
-        power_rtol: then iterate (100 times at most) until the estimate changes by at most this
-            relative amount, so that the bound holds while the weights move fast; ``None`` for
-            exactly ``n_power_iterations`` (no host synchronisation on a GPU).
-        bias: learn a bias.
-        zero_init: start with a zero kernel (and bias).
+        coeff, n_power_iterations, power_rtol, power_vectors, bias, zero_init: as for
+            :class:`SpectralNormLinear` (``zero_init``: a zero kernel).
 
     References:
         | Residual Flows for Invertible Generative Modeling (Chen et al., 2019), appendix
@@ -252,6 +246,7 @@ class SpectralNormConv2d(_SpectralNorm):
         n_power_iterations: int = 1,
         *,
         power_rtol: float | None = 1e-4,
+        power_vectors: int = 4,
         bias: bool = True,
         zero_init: bool = False,
     ) -> None:
@@ -270,8 +265,9 @@ class SpectralNormConv2d(_SpectralNorm):
         nn.init.uniform_(self.weight, -bound, bound)
         shape = self.input_size
         self._init_vectors(
-            (out_channels, *shape), (in_channels, *shape), coeff, n_power_iterations, power_rtol
-        )
+            (out_channels, *shape), (in_channels, *shape), coeff, n_power_iterations, power_rtol,
+            power_vectors,
+        )  # fmt: skip
 
     def _op(self, v: Tensor, weight: Tensor) -> Tensor:
         return F.conv2d(v, weight, padding=self.padding)
@@ -349,9 +345,9 @@ class LipschitzMLP(nn.Module):
         hidden_dims: widths of the hidden layers.
         context_features: size of the context's last dimension; 0 for no context.
         coeff: Lipschitz coefficient of each layer.
-        n_power_iterations: power iterations per training pass of each layer (at least).
-        power_rtol: relative tolerance of the power iteration (:class:`SpectralNormLinear`).
         activation: ``"elu"`` or ``"lipswish"``.
+        **spectral: ``n_power_iterations``, ``power_rtol``, ``power_vectors`` of every layer
+            (:class:`SpectralNormLinear`).
 
     Example:
         >>> net = LipschitzMLP(3, (16,), context_features=2)
@@ -366,9 +362,8 @@ class LipschitzMLP(nn.Module):
         context_features: int = 0,
         *,
         coeff: float = 0.9,
-        n_power_iterations: int = 1,
-        power_rtol: float | None = 1e-4,
         activation: str = "elu",
+        **spectral: object,
     ) -> None:
         super().__init__()
         check_positive("features", features)
@@ -376,9 +371,7 @@ class LipschitzMLP(nn.Module):
         widths = (features, *_hidden("hidden_dims", hidden_dims), features)
         last = len(widths) - 2
         self.layers = nn.ModuleList(
-            SpectralNormLinear(
-                a, b, coeff, n_power_iterations, power_rtol=power_rtol, zero_init=i == last
-            )
+            SpectralNormLinear(a, b, coeff, zero_init=i == last, **spectral)
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )
         self.activations = nn.ModuleList(_activation(activation) for _ in widths[2:])
@@ -421,9 +414,9 @@ class LipschitzConvNet(nn.Module):
         hidden_channels: widths of the hidden layers.
         context_features: size of the context vector; 0 for no context.
         coeff: Lipschitz coefficient of each layer.
-        n_power_iterations: power iterations per training pass of each layer (at least).
-        power_rtol: relative tolerance of the power iteration (:class:`SpectralNormLinear`).
         activation: ``"elu"`` or ``"lipswish"``.
+        **spectral: ``n_power_iterations``, ``power_rtol``, ``power_vectors`` of every layer
+            (:class:`SpectralNormLinear`).
 
     Example:
         >>> net = LipschitzConvNet((2, 4, 4), (8,), context_features=3)
@@ -438,9 +431,8 @@ class LipschitzConvNet(nn.Module):
         context_features: int = 0,
         *,
         coeff: float = 0.9,
-        n_power_iterations: int = 1,
-        power_rtol: float | None = 1e-4,
         activation: str = "elu",
+        **spectral: object,
     ) -> None:
         super().__init__()
         check_positive("context_features", context_features, allow_zero=True)
@@ -452,8 +444,8 @@ class LipschitzConvNet(nn.Module):
         n = len(widths) - 1
         self.layers = nn.ModuleList(
             SpectralNormConv2d(
-                a, b, 3 if i in (0, n - 1) else 1, size, coeff, n_power_iterations,
-                power_rtol=power_rtol, zero_init=i == n - 1,
+                a, b, 3 if i in (0, n - 1) else 1, size, coeff, zero_init=i == n - 1,
+                **spectral,
             )
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
         )  # fmt: skip
