@@ -9,11 +9,16 @@ from pathlib import Path
 import pytest
 
 import pyro_flowkit
+import pyro_flowkit.inference
+import pyro_flowkit.models
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+# models/ and inference/ live outside pyro_flowkit/ (package-dir mapping), so walk all three.
+PACKAGES = (pyro_flowkit, pyro_flowkit.inference, pyro_flowkit.models)
 MODULES = sorted(
     m.name
-    for m in pkgutil.walk_packages(pyro_flowkit.__path__, "pyro_flowkit.")
+    for package in PACKAGES
+    for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
     if not m.name.endswith("__main__")
 )
 

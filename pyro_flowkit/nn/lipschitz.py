@@ -54,9 +54,12 @@ def frozen_spectral_norms() -> Iterator[None]:
         _frozen[0] -= 1
 
 
-def _check_coeff(coeff: float) -> float:
-    if not 0 < coeff < 1:
+def _check_coeff(coeff: float, *, contraction: bool = True) -> float:
+    """``coeff`` as a float: in (0, 1) for a contraction (residual blocks), else just positive."""
+    if contraction and not 0 < coeff < 1:
         raise ValueError(f"coeff: expected a Lipschitz coefficient in (0, 1), got {coeff!r}")
+    if not coeff > 0:
+        raise ValueError(f"coeff: expected a positive Lipschitz coefficient, got {coeff!r}")
     return float(coeff)
 
 
@@ -81,7 +84,7 @@ class _SpectralNorm(nn.Module):
     def _init_vectors(
         self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int, rtol: float | None, k: int
     ) -> None:
-        self.coeff = _check_coeff(coeff)
+        self.coeff = _check_coeff(coeff, contraction=False)
         check_positive("n_power_iterations", iters, allow_zero=True)
         check_positive("power_vectors", k)
         if rtol is not None and not rtol > 0:
@@ -151,7 +154,7 @@ class SpectralNormLinear(_SpectralNorm):
     Arguments:
         in_features: input size.
         out_features: output size.
-        coeff: the Lipschitz coefficient :math:`c \in (0, 1)`.
+        coeff: the bound :math:`c > 0` on the spectral norm (below 1 for residual blocks).
         n_power_iterations: power iterations per training forward pass (at least).
         power_rtol: then iterate (100 times at most) until the estimate changes by at most this
             relative amount, so that the bound holds while the weights move fast; ``None`` for
@@ -368,6 +371,7 @@ class LipschitzMLP(nn.Module):
         super().__init__()
         check_positive("features", features)
         check_positive("context_features", context_features, allow_zero=True)
+        _check_coeff(coeff)
         widths = (features, *_hidden("hidden_dims", hidden_dims), features)
         last = len(widths) - 2
         self.layers = nn.ModuleList(
@@ -436,6 +440,7 @@ class LipschitzConvNet(nn.Module):
     ) -> None:
         super().__init__()
         check_positive("context_features", context_features, allow_zero=True)
+        _check_coeff(coeff)
         self.event_shape = torch.Size(event_shape)
         if len(self.event_shape) != 3:
             raise ValueError(f"event_shape: expected (C, H, W), got {tuple(event_shape)}")

@@ -145,7 +145,9 @@ def test_lipschitz_of_g_measured_on_its_jacobian(activation, device):
 
 def test_lipschitz_nets_check_their_arguments():
     with pytest.raises(ValueError, match="coeff: expected a Lipschitz coefficient in"):
-        SpectralNormLinear(3, 3, coeff=1.0)
+        LipschitzMLP(3, coeff=1.0)
+    with pytest.raises(ValueError, match="coeff: expected a positive Lipschitz coefficient"):
+        SpectralNormLinear(3, 3, coeff=0.0)
     with pytest.raises(ValueError, match="power_vectors: expected"):
         SpectralNormLinear(3, 3, power_vectors=0)
     with pytest.raises(ValueError, match="kernel_size: expected an odd"):

@@ -1,0 +1,173 @@
+r"""Warm-up adaptation for Langevin chains, vectorised over chains.
+
+* :class:`DualAveraging`: Nesterov's dual averaging of :math:`\log h` towards a target acceptance
+  probability, one step size per chain (Hoffman & Gelman 2014, algorithm 5):
+
+  .. math:: \bar H_t = (1 - \tfrac{1}{t + t_0})\bar H_{t-1} + \tfrac{1}{t+t_0}(\delta - \alpha_t),
+     \quad \log h_t = \mu - \tfrac{\sqrt t}{\gamma}\bar H_t,
+     \quad \log\bar h_t = t^{-\kappa}\log h_t + (1 - t^{-\kappa})\log\bar h_{t-1},
+
+  with :math:`\mu = \log(10 h_0)`; :math:`\bar h` is the step size kept after warm-up.
+* :func:`find_step_size`: doubles or halves each chain's step until the acceptance probability of
+  one trial move crosses the target (the initial step-size search of Hoffman & Gelman).
+* :class:`WarmupAdapter`: Stan's schedule. Step size only for the first 15% of warm-up, then
+  windows in which each chain's diagonal inverse mass matrix is estimated from its own draws
+  (Welford; shrunk towards 1e-3 as in Stan), with a fresh step-size search after each window, and
+  step size only again for the last 25%.
+
+References:
+    The No-U-Turn Sampler (Hoffman & Gelman, 2014), https://arxiv.org/abs/1111.4246
+
+    Stan Reference Manual, "HMC algorithm parameters": warm-up windows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from pyro_flowkit.inference.langevin import LangevinState, PotentialFn, _propose
+
+__all__ = ["DualAveraging", "WarmupAdapter", "find_step_size"]
+
+
+class DualAveraging:
+    """Dual averaging of ``log(step_size)`` per chain (see the module docstring)."""
+
+    def __init__(
+        self,
+        step_size: Tensor,
+        target_accept_prob: float,
+        *,
+        t0: float = 10.0,
+        kappa: float = 0.75,
+        gamma: float = 0.05,
+    ) -> None:
+        self.target = target_accept_prob
+        self.t0, self.kappa, self.gamma = t0, kappa, gamma
+        self.mu = step_size.log() + math.log(10.0)
+        self.h_bar = torch.zeros_like(self.mu)
+        self.log_avg = step_size.log()
+        self.t = 0
+
+    def update(self, accept_prob: Tensor) -> Tensor:
+        """Record one step's acceptance probabilities and return the next step sizes."""
+        self.t += 1
+        eta = 1.0 / (self.t + self.t0)
+        accept_prob = torch.nan_to_num(accept_prob, nan=0.0)
+        self.h_bar = (1 - eta) * self.h_bar + eta * (self.target - accept_prob)
+        log_step = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
+        weight = self.t ** (-self.kappa)
+        self.log_avg = weight * log_step + (1 - weight) * self.log_avg
+        return log_step.exp()
+
+    @property
+    def final_step_size(self) -> Tensor:
+        """The averaged step sizes, to keep after warm-up."""
+        return self.log_avg.exp()
+
+
+def find_step_size(
+    state: LangevinState,
+    potential_fn: PotentialFn,
+    step_size: Tensor,
+    target_accept_prob: float,
+    *,
+    inverse_mass: Tensor | None = None,
+    max_doublings: int = 30,
+) -> Tensor:
+    """Per chain, double or halve ``step_size`` until a trial move's acceptance crosses the target.
+
+    Costs one potential-and-gradient evaluation per doubling; the chains do not move.
+    """
+    step_size = step_size.clone()
+    direction = None
+    active = torch.ones_like(step_size, dtype=torch.bool)
+    for _ in range(max_doublings):
+        _, log_ratio = _propose(state, potential_fn, step_size, inverse_mass)
+        above = torch.nan_to_num(log_ratio, nan=-math.inf) > math.log(target_accept_prob)
+        if direction is None:
+            direction = torch.where(above, 2.0, 0.5).to(step_size)
+        else:
+            active &= above == (direction > 1)
+        if not active.any():
+            break
+        step_size = torch.where(active, step_size * direction, step_size)
+    return step_size
+
+
+class WarmupAdapter:
+    """Adapts step sizes (and, optionally, diagonal inverse masses) over ``num_warmup`` steps.
+
+    Call :meth:`update` after every warm-up step with the new state and the step's acceptance
+    probabilities; read :attr:`step_size` and :attr:`inverse_mass` for the next step. After the
+    last warm-up step they hold the values to sample with.
+    """
+
+    def __init__(
+        self,
+        num_warmup: int,
+        step_size: Tensor,
+        target_accept_prob: float,
+        *,
+        adapt_step_size: bool = True,
+        adapt_mass_matrix: bool = True,
+        inverse_mass: Tensor | None = None,
+    ) -> None:
+        self.num_warmup = num_warmup
+        self.target = target_accept_prob
+        self.adapt_step_size = adapt_step_size
+        self.step_size = step_size
+        self.inverse_mass = inverse_mass
+        self.dual = DualAveraging(step_size, target_accept_prob)
+        adapt_mass_matrix = adapt_mass_matrix and adapt_step_size  # a new mass needs a new step
+        self.windows = _mass_windows(num_warmup) if adapt_mass_matrix else []
+        self.t = 0
+        self._reset_moments()
+
+    def _reset_moments(self) -> None:
+        self.count = 0
+        self.mean: Tensor | float = 0.0
+        self.m2: Tensor | float = 0.0
+
+    def update(self, state: LangevinState, accept_prob: Tensor, potential_fn: PotentialFn) -> None:
+        """Adapt after warm-up step ``self.t`` (counting from 0)."""
+        self.t += 1
+        if self.adapt_step_size:
+            self.step_size = self.dual.update(accept_prob)
+        window = next((w for w in self.windows if w[0] < self.t <= w[1]), None)
+        if window is not None:
+            self._accumulate(state.position)
+            if self.t == window[1]:
+                self._end_window(state, potential_fn)
+        if self.t == self.num_warmup and self.adapt_step_size:
+            self.step_size = self.dual.final_step_size
+
+    def _accumulate(self, x: Tensor) -> None:
+        self.count += 1
+        delta = x - self.mean
+        self.mean = self.mean + delta / self.count
+        self.m2 = self.m2 + delta * (x - self.mean)
+
+    def _end_window(self, state: LangevinState, potential_fn: PotentialFn) -> None:
+        n = self.count
+        variance = self.m2 / (n - 1)
+        self.inverse_mass = (n / (n + 5.0)) * variance + 1e-3 * (5.0 / (n + 5.0))
+        self._reset_moments()
+        if self.adapt_step_size:
+            start = find_step_size(
+                state, potential_fn, self.step_size, self.target, inverse_mass=self.inverse_mass
+            )
+            self.step_size = start
+            self.dual = DualAveraging(start, self.target)
+
+
+def _mass_windows(num_warmup: int) -> list[tuple[int, int]]:
+    """Stan-like windows ``(start, end]`` of warm-up steps: two, doubling, between 15% and 75%."""
+    if num_warmup < 40:
+        return []
+    start, end = int(0.15 * num_warmup), int(0.75 * num_warmup)
+    middle = start + (end - start) // 3
+    return [(start, middle), (middle, end)]

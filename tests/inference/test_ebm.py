@@ -1,0 +1,100 @@
+"""Replay buffer, short-run Langevin and contrastive-divergence training of energy models."""
+
+import math
+
+import pytest
+import torch
+
+import pyro_flowkit as fk
+from pyro_flowkit.inference import ReplayBuffer, langevin_dynamics, sample_langevin, train_ebm
+from pyro_flowkit.models import EnergyModel, energy_mlp
+
+
+def test_replay_buffer_round_trip_and_restarts():
+    buffer = ReplayBuffer(50, lambda n: torch.zeros(n, 2))
+    x, slots = buffer.sample(20)
+    assert x.shape == (20, 2) and len(buffer) == 50
+    buffer.update(slots, torch.ones(20, 2))
+    assert buffer.data[slots].eq(1).all() and buffer.data.eq(0).any()
+    always = ReplayBuffer(10, lambda n: torch.full((n, 1), 7.0), reinit_prob=1.0)
+    always.update(torch.arange(10), torch.zeros(10, 1))
+    assert always.sample(5)[0].eq(7).all()
+    never = ReplayBuffer(10, lambda n: torch.full((n, 1), 7.0), reinit_prob=0.0)
+    never.update(torch.arange(10), torch.zeros(10, 1))
+    assert never.sample(5)[0].eq(0).all()
+
+
+def test_replay_buffer_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer(0, lambda n: torch.zeros(n, 1))
+    with pytest.raises(ValueError, match="reinit_prob"):
+        ReplayBuffer(5, lambda n: torch.zeros(n, 1), reinit_prob=1.5)
+    with pytest.raises(ValueError, match="init_fn: expected a tensor with 5 rows"):
+        ReplayBuffer(5, lambda n: torch.zeros(3, 1))
+
+
+def test_langevin_dynamics_is_ula_at_temperature_one():
+    s2, h = 1.0, 0.2
+    x = langevin_dynamics(lambda x: 0.5 * x.square().sum(1) / s2, torch.zeros(20000, 1), 60, h)
+    expected = s2 / (1 - h / (2 * s2))
+    assert abs(x.var().item() - expected) < 5 * expected * math.sqrt(2 / 20000)
+
+
+def test_langevin_dynamics_noise_scale_and_clipping():
+    x = langevin_dynamics(lambda x: 0.5 * x.square().sum(1), torch.zeros(10000, 1), 60, 0.5,
+                          noise_scale=0.0)  # fmt: skip
+    assert x.abs().max() == 0  # no noise, zero gradient at the minimum
+    start = torch.full((4, 1), 100.0)
+    moved = langevin_dynamics(lambda x: 0.5 * x.square().sum(1), start, 1, 0.5, 0.0, drift_clip=1.0)
+    torch.testing.assert_close(moved, start - 0.5)
+    with pytest.raises(FloatingPointError, match="step_size"):
+        langevin_dynamics(lambda x: -((x.square().sum(1)) ** 2), torch.ones(3, 1), 50, 1.0)
+
+
+def test_train_ebm_returns_its_history_and_separates_data_from_noise():
+    data = fk.data.toy_2d("8gaussians", 1000)
+    ebm = EnergyModel(energy_mlp(2, (32, 32)))
+    history = train_ebm(ebm, data, steps=150, step_size=0.02, langevin_steps=10, progress=False,
+                        lr=3e-3)  # fmt: skip
+    assert set(history) == {"loss", "e_pos", "e_neg"}
+    assert all(len(v) == 150 and all(map(math.isfinite, v)) for v in history.values())
+    noise = torch.rand(500, 2) * 10 - 5
+    with torch.no_grad():
+        assert ebm.energy(data).mean() + 1.0 < ebm.energy(noise).mean()
+    assert not ebm.training
+
+
+def test_train_ebm_rejects_bad_arguments():
+    ebm = EnergyModel(energy_mlp(2, (4,)))
+    for kwargs, match in [
+        ({"steps": -1, "step_size": 0.1}, "steps"),
+        ({"steps": 1, "step_size": 0.0}, "step_size"),
+        ({"steps": 1, "step_size": 0.1, "l2_coeff": -1.0}, "l2_coeff"),
+        ({"steps": 1, "step_size": 0.1, "langevin_steps": 1.5}, "langevin_steps"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            train_ebm(ebm, torch.zeros(10, 2), progress=False, **kwargs)
+
+
+def mmd(x, y, bandwidth=0.5):
+    """Biased squared maximum mean discrepancy with a Gaussian kernel."""
+
+    def k(a, b):
+        return torch.exp(-torch.cdist(a, b).square() / (2 * bandwidth**2))
+
+    return (k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()).item()
+
+
+@pytest.mark.slow
+def test_ebm_on_eight_gaussians_samples_close_to_the_data():
+    data = fk.data.toy_2d("8gaussians", 4000)
+    ebm = EnergyModel(energy_mlp(2, (128, 128)))
+    train_ebm(ebm, data, steps=2000, step_size=0.02, langevin_steps=30, lr=2e-3, progress=False)
+    low, high = data.amin(0), data.amax(0)
+    noise = low + (high - low) * torch.rand(500, 2)
+    samples, stats = sample_langevin(ebm.energy, noise.clone(), 1, step_size=0.02, num_warmup=500,
+                                     adapt_mass_matrix=False, progress=False)  # fmt: skip
+    reference = fk.data.toy_2d("8gaussians", 500, seed=1)
+    assert mmd(samples[:, -1], reference) < 0.3 * mmd(noise, reference)
+    with torch.no_grad():
+        assert ebm.energy(reference).mean() + 1.0 < ebm.energy(noise).mean()

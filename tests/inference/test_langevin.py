@@ -1,0 +1,229 @@
+"""The vectorised Langevin core: fast properties of one step, then statistical accuracy."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_flowkit.inference import (
+    DualAveraging,
+    find_step_size,
+    init_state,
+    mala_step,
+    potential_and_grad,
+    sample_langevin,
+    to_inference_data,
+    ula_step,
+)
+from pyro_flowkit.inference.diagnostics import import_arviz
+
+STEPS = {"mala": mala_step, "ula": ula_step}
+
+
+def gaussian_potential(variances):
+    return lambda x: 0.5 * (x.square() / variances).flatten(1).sum(1)
+
+
+def std_normal(x):
+    return 0.5 * x.square().flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("kind", STEPS)
+def test_step_keeps_shapes_and_acceptance_is_a_probability(kind, device):
+    state = init_state(std_normal, torch.randn(5, 3, 2, device=device, dtype=torch.float64))
+    new, info = STEPS[kind](state, std_normal, torch.full((5,), 0.7, device=device))
+    for old, now in zip(state, new, strict=True):
+        assert now.shape == old.shape and now.device == old.device and now.dtype == old.dtype
+    assert info.acceptance_rate.shape == info.accepted.shape == info.diverging.shape == (5,)
+    assert ((info.acceptance_rate >= 0) & (info.acceptance_rate <= 1)).all()
+    assert info.accepted.dtype == info.diverging.dtype == torch.bool
+
+
+@pytest.mark.parametrize("kind", STEPS)
+def test_cached_potential_and_gradient_equal_a_recomputation(kind, device):
+    potential = gaussian_potential(torch.tensor([0.5, 2.0, 1.0], device=device))
+    state = init_state(potential, torch.randn(16, 3, device=device, dtype=torch.float64))
+    for _ in range(10):
+        state, _ = STEPS[kind](state, potential, 0.3)
+    fresh_potential, fresh_grad = potential_and_grad(potential, state.position)
+    torch.testing.assert_close(state.potential, fresh_potential)
+    torch.testing.assert_close(state.grad, fresh_grad)
+
+
+def test_rejected_chains_keep_their_state():
+    state = init_state(std_normal, torch.randn(200, 4, dtype=torch.float64))
+    new, info = mala_step(state, std_normal, 1.2)
+    rejected = ~info.accepted
+    assert rejected.any() and info.accepted.any()
+    torch.testing.assert_close(new.position[rejected], state.position[rejected])
+    assert not torch.equal(new.position[~rejected], state.position[~rejected])
+
+
+def test_tiny_steps_are_accepted_and_huge_steps_rejected():
+    state = init_state(std_normal, torch.randn(500, 10, dtype=torch.float64))
+    _, tiny = mala_step(state, std_normal, 1e-4)
+    _, huge = mala_step(state, std_normal, 50.0)
+    assert tiny.acceptance_rate.mean() > 0.999
+    assert huge.acceptance_rate.mean() < 0.01
+
+
+def test_ula_reports_the_mala_acceptance_of_its_move():
+    state = init_state(std_normal, torch.randn(500, 10, dtype=torch.float64))
+    _, info = ula_step(state, std_normal, 50.0)
+    assert info.accepted.all() and info.acceptance_rate.mean() < 0.01
+
+
+@pytest.mark.parametrize("kind", STEPS)
+def test_non_finite_proposals_are_divergences_that_do_not_move(kind):
+    def walled(x):  # NaN outside the unit ball: a region where the density is undefined
+        inside = x.detach().norm(dim=1) < 1.0
+        return std_normal(x) + torch.where(inside, 0.0, math.nan)
+
+    state = init_state(walled, 0.1 * torch.randn(300, 2, dtype=torch.float64))
+    new, info = STEPS[kind](state, walled, 1.0)
+    assert info.diverging.any() and not info.diverging.all()
+    assert (info.acceptance_rate[info.diverging] == 0).all()
+    assert not info.accepted[info.diverging].any()
+    torch.testing.assert_close(new.position[info.diverging], state.position[info.diverging])
+    assert torch.isfinite(new.potential).all() and torch.isfinite(new.position).all()
+
+
+def test_bad_starts_and_potentials_are_reported():
+    with pytest.raises(ValueError, match="init: .*not finite.*chains \\[1\\]"):
+        init_state(lambda x: x.log().sum(1), torch.tensor([[1.0], [-1.0]]))
+    with pytest.raises(ValueError, match="potential_fn: expected a tensor of shape \\(3,\\)"):
+        init_state(lambda x: x.sum(), torch.zeros(3, 2))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"step_size": 0.0}, "step_size"),
+        ({"step_size": -1.0}, "step_size"),
+        ({"step_size": 0.1, "target_accept_prob": 1.0}, "target_accept_prob"),
+        ({"step_size": 0.1, "target_accept_prob": 0.0}, "target_accept_prob"),
+        ({"step_size": 0.1, "thin": 0}, "thin"),
+        ({"step_size": 0.1, "num_warmup": -1}, "num_warmup"),
+    ],
+)
+def test_sample_langevin_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sample_langevin(std_normal, torch.zeros(2, 1), 10, progress=False, **kwargs)
+
+
+def test_sample_langevin_shapes_thinning_and_fixed_step_after_warmup(device):
+    init = torch.zeros(3, 2, 2, device=device, dtype=torch.float64)
+    samples, stats = sample_langevin(
+        std_normal, init, 7, step_size=0.5, num_warmup=50, thin=3, progress=False
+    )
+    assert samples.shape == (3, 7, 2, 2) and samples.device == init.device
+    assert set(stats) == {"lp", "acceptance_rate", "step_size", "diverging"}
+    for value in stats.values():
+        assert value.shape == (3, 7)
+    assert (stats["step_size"] == stats["step_size"][:, :1]).all()
+    assert not stats["step_size"][:, 0].eq(0.5).all()  # adapted
+    torch.testing.assert_close(stats["lp"], -std_normal(samples.flatten(0, 1)).view(3, 7))
+
+
+def test_without_adaptation_the_step_size_is_the_given_one():
+    _, stats = sample_langevin(
+        std_normal, torch.zeros(2, 1), 5, step_size=0.3, num_warmup=50, adapt_step_size=False,
+        progress=False,
+    )  # fmt: skip
+    assert (stats["step_size"] == 0.3).all()
+
+
+def test_step_size_search_brackets_the_target():
+    state = init_state(std_normal, torch.randn(64, 20, dtype=torch.float64))
+    h = find_step_size(state, std_normal, torch.full((64,), 1e-3, dtype=torch.float64), 0.574)
+    assert (h > 1e-3).all()
+    # one more doubling would push the trial acceptance below the target for a typical chain
+    _, above = mala_step(state, std_normal, h / 2)
+    _, below = mala_step(state, std_normal, 4 * h)
+    assert above.acceptance_rate.mean() > 0.574 > below.acceptance_rate.mean()
+
+
+def test_dual_averaging_moves_the_step_against_the_acceptance_gap():
+    dual = DualAveraging(torch.tensor([1.0, 1.0]), 0.5)
+    for _ in range(20):
+        h = dual.update(torch.tensor([0.1, 0.9]))
+    assert h[0] < 1.0 < h[1]
+
+
+def test_warmup_reaches_the_target_acceptance():
+    _, stats = sample_langevin(
+        gaussian_potential(torch.linspace(0.5, 2.0, 10, dtype=torch.float64)),
+        torch.zeros(32, 10, dtype=torch.float64), 300, step_size=0.01, num_warmup=400,
+        progress=False,
+    )  # fmt: skip
+    assert abs(stats["acceptance_rate"].mean().item() - 0.574) < 0.08
+
+
+def _check_moments(samples, mean, variance, z=5.0):
+    """Means and variances within z Monte-Carlo standard errors (ESS from ArviZ)."""
+    az = import_arviz()
+    flat = samples.flatten(2)
+    ess = torch.as_tensor(az.ess(az.convert_to_dataset(flat.numpy())).x.values)
+    draws = flat.flatten(0, 1)
+    sd = variance.sqrt()
+    assert ((draws.mean(0) - mean).abs() < z * sd / ess.sqrt()).all()
+    ratio = draws.var(0) / variance
+    assert ((ratio - 1).abs() < z * (2 / ess).sqrt()).all(), ratio
+
+
+def test_mala_moments_on_a_correlated_gaussian():
+    cov = torch.tensor([[1.0, 0.95], [0.95, 1.0]], dtype=torch.float64)
+    precision = torch.linalg.inv(cov)
+    samples, stats = sample_langevin(
+        lambda x: 0.5 * ((x @ precision) * x).sum(1),
+        torch.randn(32, 2, dtype=torch.float64), 1000, step_size=0.1, num_warmup=500,
+        progress=False,
+    )  # fmt: skip
+    _check_moments(samples, torch.zeros(2), cov.diagonal())
+    draws = samples.flatten(0, 1)
+    assert abs(torch.corrcoef(draws.T)[0, 1] - 0.95) < 0.02
+    assert not stats["diverging"].any()
+
+
+def test_mala_moments_on_a_50d_gaussian_with_log_spaced_variances():
+    variances = torch.logspace(-2, 2, 50, dtype=torch.float64)
+    samples, _ = sample_langevin(
+        gaussian_potential(variances), torch.randn(32, 50, dtype=torch.float64), 1000,
+        step_size=0.01, num_warmup=1000, progress=False,
+    )  # fmt: skip
+    _check_moments(samples, torch.zeros(50), variances)
+
+
+def test_ula_stationary_variance_has_the_known_step_size_bias():
+    s2, h = 2.0, 1.0  # biased variance s^2 / (1 - h / (2 s^2)) = 2 / 0.75
+    samples, _ = sample_langevin(
+        lambda x: 0.5 * x.square().sum(1) / s2, torch.zeros(4000, 1, dtype=torch.float64), 20,
+        step_size=h, num_warmup=50, adjusted=False, adapt_step_size=False, thin=5,
+        adapt_mass_matrix=True,  # ignored without step-size adaptation
+        progress=False,
+    )  # fmt: skip
+    variance = samples.var().item()
+    expected = s2 / (1 - h / (2 * s2))
+    standard_error = expected * math.sqrt(2 / samples.numel())  # draws 5 steps apart: rho^5 ~ 0.03
+    assert abs(variance - expected) < 5 * standard_error
+    assert abs(variance - s2) > 20 * standard_error
+
+
+def test_inference_data_has_arviz_names():
+    samples, stats = sample_langevin(
+        std_normal, torch.randn(2, 3), 40, step_size=0.5, num_warmup=20, progress=False
+    )
+    idata = to_inference_data(samples, stats, var_name="theta")
+    az = import_arviz()
+    assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 40, "theta_dim_0": 3}
+    assert set(idata.sample_stats.data_vars) == set(stats)
+    assert idata.sample_stats.diverging.dtype == bool
+    assert az.rhat(idata).theta.shape == (3,)
+    assert az.summary(idata).shape[0] == 3
+
+
+def test_inference_data_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="samples"):
+        to_inference_data({"a": torch.zeros(2, 5), "b": torch.zeros(3, 5)})
+    with pytest.raises(ValueError, match="stats\\['lp'\\]"):
+        to_inference_data(torch.zeros(2, 5), {"lp": torch.zeros(2, 4)})
