@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
+
+from pyro_flowkit._optional import import_arviz
 
 if TYPE_CHECKING:
     import arviz
@@ -14,15 +15,6 @@ if TYPE_CHECKING:
 __all__ = ["import_arviz", "to_inference_data"]
 
 _STAT_DTYPES = {"diverging": bool}
-
-
-def import_arviz() -> Any:  # noqa: ANN401 - the arviz module
-    """Import ArviZ without its refactoring ``FutureWarning`` (arviz 0.x prints one on import)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
-        import arviz
-
-    return arviz
 
 
 def _to_numpy(value: Tensor) -> Any:  # noqa: ANN401 - numpy array

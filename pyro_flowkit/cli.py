@@ -14,7 +14,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="flowkit", description="pyro-flowkit: the demo, and single-model fits."
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="fit RealNVP to a 2-D density and NICE/RealNVP to digits")
+    demo = sub.add_parser(
+        "demo", help="the main job: flows on a 2-D density and digits, an EBM, a MALA posterior"
+    )
     demo.add_argument("--out", type=Path, default=Path("flowkit-out"), help="output directory")
     demo.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     demo.add_argument("--toy", default="moons", choices=DATASETS[1:], help="the 2-D density")

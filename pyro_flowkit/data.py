@@ -13,7 +13,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["DIGITS_LEVELS", "TOY_2D", "dequantize", "load_digits", "toy_2d"]
+__all__ = [
+    "DIGITS_LEVELS",
+    "TOY_2D",
+    "dequantize",
+    "load_breast_cancer",
+    "load_digits",
+    "toy_2d",
+]
 
 DIGITS_LEVELS = 17
 """The digits hold integer intensities 0..16."""
@@ -51,6 +58,37 @@ def load_digits(split: str = "train", flatten: bool = False) -> Tensor:
     train, test = _digits_split()
     x = torch.as_tensor(train if split == "train" else test).to(torch.get_default_dtype())
     return x.reshape(len(x), 64) if flatten else x.reshape(len(x), 1, 8, 8)
+
+
+def load_breast_cancer(split: str = "train") -> tuple[Tensor, Tensor]:
+    """scikit-learn's breast cancer data (569 x 30) for Bayesian logistic regression.
+
+    Split once with seed 0 into 469 training and 100 test rows; every feature is standardised
+    with the training rows' mean and standard deviation.
+
+    Arguments:
+        split: ``"train"`` or ``"test"``.
+
+    Returns:
+        ``(x, y)``: features ``(n, 30)`` and labels ``(n,)`` in {0, 1}, of the default dtype.
+
+    Example:
+        >>> x, y = load_breast_cancer("test")
+        >>> x.shape, y.shape
+        (torch.Size([100, 30]), torch.Size([100]))
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split: expected 'train' or 'test', got {split!r}")
+    from sklearn.datasets import load_breast_cancer as sk_load
+
+    x, y = sk_load(return_X_y=True)
+    order = np.random.RandomState(0).permutation(len(x))
+    train, test = order[100:], order[:100]
+    mean, std = x[train].mean(0), x[train].std(0)
+    rows = train if split == "train" else test
+    dtype = torch.get_default_dtype()
+    features = torch.as_tensor((x[rows] - mean) / std, dtype=dtype)
+    return features, torch.as_tensor(y[rows], dtype=dtype)
 
 
 def dequantize(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-__all__ = ["plot_density_2d", "plot_image_grids"]
+from pyro_flowkit._optional import import_arviz
+
+__all__ = ["plot_density_2d", "plot_image_grids", "plot_samples_2d", "plot_trace"]
 
 
 def _pyplot():  # noqa: ANN202
@@ -59,6 +62,30 @@ def plot_image_grids(
         ax.imshow(_tile(images.detach().cpu(), ncol).numpy(), cmap="gray", vmin=0, vmax=vmax)
         ax.set(title=title, xticks=[], yticks=[])
     return _save(fig, plt, path)
+
+
+def plot_samples_2d(
+    panels: Sequence[tuple[str, Tensor]], path: str | Path, *, limit: float = 4.5
+) -> Path:
+    """Save one scatter panel per ``(title, points)`` pair (points ``(n, 2)``) on one square."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (title, points) in zip(axes[0], panels, strict=True):
+        ax.scatter(*points.detach().cpu().numpy().T, s=2, alpha=0.5)
+        ax.set(title=title, xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, plt, path)
+
+
+def plot_trace(idata: object, path: str | Path, **kwargs: object) -> Path:
+    """Save ``arviz.plot_trace(idata, **kwargs)`` (densities and traces per chain) as a PNG."""
+    plt = _pyplot()
+    az = import_arviz()
+    with warnings.catch_warnings():  # arviz 0.x calls a helper that matplotlib >= 3.11 deprecates
+        warnings.filterwarnings("ignore", message="Passing a dict or None as alias_mapping")
+        axes = az.plot_trace(idata, **kwargs)
+    return _save(axes.ravel()[0].figure, plt, path)
 
 
 def _tile(images: Tensor, ncol: int) -> Tensor:

@@ -52,6 +52,12 @@ def test_quick_demo(tmp_path):
     for name in ("metrics.json", "density_moons.png", "digits_samples.png", "glow_samples.png"):
         assert (tmp_path / name).exists()
     assert (tmp_path / "density_iresnet_moons.png").exists()
+    ebm = report["ebm_8gaussians"]
+    assert ebm["mmd_samples"] < ebm["mmd_noise"] and ebm["energy_data"] < ebm["energy_noise"]
+    mala = report["mala_logistic_regression"]
+    assert mala["divergences"] == 0 and mala["test_accuracy"] > 0.9
+    for name in ("ebm_8gaussians.png", "mala_trace.png"):
+        assert (tmp_path / name).exists()
 
 
 def test_glow_is_refused_on_2d_data():

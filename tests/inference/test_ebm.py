@@ -76,15 +76,6 @@ def test_train_ebm_rejects_bad_arguments():
             train_ebm(ebm, torch.zeros(10, 2), progress=False, **kwargs)
 
 
-def mmd(x, y, bandwidth=0.5):
-    """Biased squared maximum mean discrepancy with a Gaussian kernel."""
-
-    def k(a, b):
-        return torch.exp(-torch.cdist(a, b).square() / (2 * bandwidth**2))
-
-    return (k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()).item()
-
-
 @pytest.mark.slow
 def test_ebm_on_eight_gaussians_samples_close_to_the_data():
     data = fk.data.toy_2d("8gaussians", 4000)
@@ -95,6 +86,6 @@ def test_ebm_on_eight_gaussians_samples_close_to_the_data():
     samples, stats = sample_langevin(ebm.energy, noise.clone(), 1, step_size=0.02, num_warmup=500,
                                      adapt_mass_matrix=False, progress=False)  # fmt: skip
     reference = fk.data.toy_2d("8gaussians", 500, seed=1)
-    assert mmd(samples[:, -1], reference) < 0.3 * mmd(noise, reference)
+    assert fk.metrics.mmd(samples[:, -1], reference) < 0.3 * fk.metrics.mmd(noise, reference)
     with torch.no_grad():
         assert ebm.energy(reference).mean() + 1.0 < ebm.energy(noise).mean()
