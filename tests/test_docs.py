@@ -33,6 +33,9 @@ def test_readme_python_blocks_run():
     assert namespace["z"].shape == (5, 7, 4)
     assert 0 < namespace["loss"].item() < 6
     assert namespace["draws"].shape == (100, 2) and namespace["test_nll"] < 3.5
+    assert namespace["chains"].shape == (16, 500, 2) and namespace["summary"]["r_hat"].max() < 1.1
+    assert abs(namespace["rate"].mean().item() - 16 / 5) < 0.4  # Gamma(16, 5) posterior
+    assert namespace["fresh"].shape == (256, 1, 2) and len(namespace["history"]["loss"]) == 50
 
 
 @pytest.mark.parametrize("name", MODULES)
