@@ -76,7 +76,7 @@ def test_mala_matches_the_conjugate_posterior_and_arviz_reads_it():
     az = import_arviz()
     idata = az.from_pyro(mcmc)
     summary = az.summary(idata, var_names=["rate"])
-    assert summary["r_hat"].item() < 1.02
+    assert summary["r_hat"].item() < 1.05
     mcse = summary["mcse_mean"].item()
     assert abs(rate.mean().item() - posterior.mean.item()) < 4 * mcse + 1e-3
     assert abs(rate.std().item() / posterior.stddev.item() - 1) < 0.1
