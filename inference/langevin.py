@@ -127,20 +127,22 @@ def _per_chain(value: Tensor | float, like: Tensor) -> Tensor:
 
 
 def _propose(
-    state: LangevinState, potential_fn: PotentialFn, step_size: Tensor, inverse_mass: Tensor | None
+    state: LangevinState,
+    potential_fn: PotentialFn,
+    step_size: Tensor | float,
+    inverse_mass: Tensor | None,
 ) -> tuple[LangevinState, Tensor]:
-    """One Langevin move from ``state`` and the log MH ratio of accepting it."""
+    """One Langevin move from ``state`` and the log MH ratio of accepting it (fused arithmetic)."""
     x, g = state.position, state.grad
-    h = _per_chain(step_size, x)
-    m = torch.ones_like(x) if inverse_mass is None else inverse_mass.to(x)
+    hm = _per_chain(step_size, x)  # h M^{-1}
+    if inverse_mass is not None:
+        hm = hm * inverse_mass.to(x)
     noise = torch.randn_like(x)
-    proposal = x - h * m * g + torch.sqrt(2 * h * m) * noise
+    proposal = torch.addcmul(x, hm, g, value=-1.0).addcmul_((2 * hm).sqrt(), noise)
     potential, grad = potential_and_grad(potential_fn, proposal)
-    backward = x - proposal + h * m * grad
-    log_q_ratio = 0.5 * noise.square().flatten(1).sum(1) - (
-        backward.square() / (4 * h * m)
-    ).flatten(1).sum(1)
-    log_ratio = state.potential - potential + log_q_ratio
+    backward = torch.addcmul(x - proposal, hm, grad)  # x - (x' - h M^{-1} grad U(x'))
+    log_q = (0.5 * noise.square()).addcmul_(backward.square(), (4 * hm).reciprocal(), value=-1.0)
+    log_ratio = state.potential - potential + log_q.flatten(1).sum(1)
     return LangevinState(proposal, potential, grad), log_ratio
 
 
@@ -159,9 +161,9 @@ def _step(
     adjusted: bool,
 ) -> tuple[LangevinState, LangevinInfo]:
     proposal, log_ratio = _propose(state, potential_fn, step_size, inverse_mass)
-    finite = _finite(proposal.potential, proposal.grad) & torch.isfinite(log_ratio)
-    log_ratio = torch.where(finite, log_ratio, torch.full_like(log_ratio, -math.inf))
-    accept_prob = log_ratio.clamp(max=0.0).exp()
+    # a non-finite potential or gradient at the proposal makes the log ratio non-finite
+    finite = torch.isfinite(log_ratio)
+    accept_prob = torch.where(finite, log_ratio.clamp(max=0.0), -math.inf).exp()
     accepted = torch.rand_like(accept_prob) < accept_prob if adjusted else finite
     new_state = _select(accepted, proposal, state)
     return new_state, LangevinInfo(accept_prob, accepted, ~finite)
