@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/digits_flows.py --suite images --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/image_flow_speed.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/residual_flows.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/langevin.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

@@ -297,6 +297,15 @@ def write_results(path: Path, text: str, marker: str = "digits_flows") -> None:
     path.write_text(new)
 
 
+def run_suites(args: argparse.Namespace, runners: dict, prefix: str) -> None:
+    """Run ``args.suite`` (or every suite for ``"all"``), print each table, update the results."""
+    for suite in runners if args.suite == "all" else [args.suite]:
+        text = runners[suite](args)
+        print(text, flush=True)
+        if args.results:
+            write_results(args.results, text, f"{prefix}_{suite}")
+
+
 GLOW_SWEEP = {
     "glow-d0": dict(dropout=0.0),
     "glow-d0.3": dict(dropout=0.3),

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from digits_flows import BUILDERS, DIM, Entry, footer, preprocess, train_step, write_results
+from digits_flows import BUILDERS, DIM, Entry, footer, preprocess, run_suites, train_step
 from digits_flows import run as run_digits
 from digits_flows import table as digits_table
 from torch import Tensor, nn
@@ -609,12 +609,11 @@ def main() -> None:
     if args.rounds is None:
         args.rounds = 3 if args.quick else 100
     torch.set_num_threads(args.threads)
-    runners = {"speed": speed_suite, "spectral": spectral_suite, "density": density_suite}
-    for suite in runners if args.suite == "all" else [args.suite]:
-        text = runners[suite](args)
-        print(text, flush=True)
-        if args.results:
-            write_results(args.results, text, f"residual_{suite}")
+    run_suites(
+        args,
+        {"speed": speed_suite, "spectral": spectral_suite, "density": density_suite},
+        "residual",
+    )
 
 
 if __name__ == "__main__":
