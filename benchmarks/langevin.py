@@ -33,8 +33,8 @@ step dispatches.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from digits_flows import footer, run_suites
 from pyro.infer import MCMC, NUTS
+from residual_flows import alternate
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -362,21 +363,6 @@ class CountOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def alternate(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds per call of each function; every round calls all, in a rotating order."""
-    names = list(fns)
-    for fn in fns.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in names}
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 @dataclass
 class Overhead:
     target: Target
@@ -440,7 +426,9 @@ def overhead(t: Target, chains: int, rounds: int, block: int, sl_steps: int) -> 
         "draws": draws_only,
         "full": full,
     }
-    seconds = alternate(fns, rounds)
+    # same batch-free calls each round, in rotating order, one warm-up round
+    calls = {name: (lambda _batch, fn=fn: fn()) for name, fn in fns.items()}
+    seconds = alternate(calls, itertools.repeat(None), rounds, warmup=1)
     per_step = {k: v / (sl_steps if k in ("draws", "full") else block) for k, v in seconds.items()}
     ops = {}
     for key, one in (

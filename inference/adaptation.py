@@ -101,27 +101,37 @@ def find_step_size(
 class WarmupAdapter:
     """Adapts step sizes (and, optionally, diagonal inverse masses) over ``num_warmup`` steps.
 
-    Call :meth:`update` after every warm-up step with the new state and the step's acceptance
-    probabilities; read :attr:`step_size` and :attr:`inverse_mass` for the next step. After the
-    last warm-up step they hold the values to sample with.
+    Starts from ``step_size`` for every chain of ``state``, searched with :func:`find_step_size`
+    first when there is warm-up to adapt in. Call :meth:`update` after every warm-up step with the
+    new state and the step's acceptance probabilities; read :attr:`step_size` and
+    :attr:`inverse_mass` for the next step. After the last warm-up step they hold the values to
+    sample with.
     """
 
     def __init__(
         self,
+        state: LangevinState,
+        potential_fn: PotentialFn,
         num_warmup: int,
-        step_size: Tensor,
+        step_size: float,
         target_accept_prob: float,
         *,
         adapt_step_size: bool = True,
         adapt_mass_matrix: bool = True,
         inverse_mass: Tensor | None = None,
     ) -> None:
+        self.potential_fn = potential_fn
         self.num_warmup = num_warmup
         self.target = target_accept_prob
         self.adapt_step_size = adapt_step_size
-        self.step_size = step_size
         self.inverse_mass = inverse_mass
-        self.dual = DualAveraging(step_size, target_accept_prob)
+        h = torch.full_like(state.potential, float(step_size))
+        if num_warmup and adapt_step_size:
+            h = find_step_size(
+                state, potential_fn, h, target_accept_prob, inverse_mass=inverse_mass
+            )
+        self.step_size = h
+        self.dual = DualAveraging(h, target_accept_prob)
         adapt_mass_matrix = adapt_mass_matrix and adapt_step_size  # a new mass needs a new step
         self.windows = _mass_windows(num_warmup) if adapt_mass_matrix else []
         self.t = 0
@@ -132,7 +142,7 @@ class WarmupAdapter:
         self.mean: Tensor | float = 0.0
         self.m2: Tensor | float = 0.0
 
-    def update(self, state: LangevinState, accept_prob: Tensor, potential_fn: PotentialFn) -> None:
+    def update(self, state: LangevinState, accept_prob: Tensor) -> None:
         """Adapt after warm-up step ``self.t`` (counting from 0)."""
         self.t += 1
         if self.adapt_step_size:
@@ -141,7 +151,7 @@ class WarmupAdapter:
         if window is not None:
             self._accumulate(state.position)
             if self.t == window[1]:
-                self._end_window(state, potential_fn)
+                self._end_window(state)
         if self.t == self.num_warmup and self.adapt_step_size:
             self.step_size = self.dual.final_step_size
 
@@ -151,14 +161,18 @@ class WarmupAdapter:
         self.mean = self.mean + delta / self.count
         self.m2 = self.m2 + delta * (x - self.mean)
 
-    def _end_window(self, state: LangevinState, potential_fn: PotentialFn) -> None:
+    def _end_window(self, state: LangevinState) -> None:
         n = self.count
         variance = self.m2 / (n - 1)
         self.inverse_mass = (n / (n + 5.0)) * variance + 1e-3 * (5.0 / (n + 5.0))
         self._reset_moments()
         if self.adapt_step_size:
             start = find_step_size(
-                state, potential_fn, self.step_size, self.target, inverse_mass=self.inverse_mass
+                state,
+                self.potential_fn,
+                self.step_size,
+                self.target,
+                inverse_mass=self.inverse_mass,
             )
             self.step_size = start
             self.dual = DualAveraging(start, self.target)

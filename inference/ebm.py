@@ -32,7 +32,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pyro_flowkit.inference.sampling import check_step_size
 from pyro_flowkit.inference.training import minibatches
+from pyro_flowkit.nn.mlp import check_positive
 
 __all__ = ["ReplayBuffer", "langevin_dynamics", "train_ebm"]
 
@@ -64,8 +66,7 @@ class ReplayBuffer:
     def __init__(
         self, capacity: int, init_fn: Callable[[int], Tensor], reinit_prob: float = 0.05
     ) -> None:
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-            raise ValueError(f"capacity: expected a positive integer, got {capacity!r}")
+        check_positive("capacity", capacity)
         if not 0 <= reinit_prob <= 1:
             raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob!r}")
         self.init_fn = init_fn
@@ -139,11 +140,9 @@ def _default_buffer(data: Tensor, capacity: int = 10_000) -> ReplayBuffer:
 
 
 def _check_ebm_args(steps: int, langevin_steps: int, step_size: float, l2_coeff: float) -> None:
-    for name, value in (("steps", steps), ("langevin_steps", langevin_steps)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
-    if not (isinstance(step_size, (int, float)) and step_size > 0):
-        raise ValueError(f"step_size: expected a positive number, got {step_size!r}")
+    check_positive("steps", steps, allow_zero=True)
+    check_positive("langevin_steps", langevin_steps, allow_zero=True)
+    check_step_size(step_size)
     if not (isinstance(l2_coeff, (int, float)) and l2_coeff >= 0):
         raise ValueError(f"l2_coeff: expected a non-negative number, got {l2_coeff!r}")
 

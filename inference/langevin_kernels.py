@@ -29,7 +29,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch import Tensor
 
-from pyro_flowkit.inference.adaptation import WarmupAdapter, find_step_size
+from pyro_flowkit.inference.adaptation import WarmupAdapter
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
@@ -38,6 +38,7 @@ from pyro_flowkit.inference.langevin import (
     ula_step,
 )
 from pyro_flowkit.inference.sampling import check_langevin_args
+from pyro_flowkit.nn.mlp import check_positive
 
 __all__ = ["MALA", "SGLD", "ULA", "polynomial_decay"]
 
@@ -135,6 +136,7 @@ class _LangevinKernel(MCMCKernel):
             self.transforms = {}
         self._flat = _Flattener(self._initial_params)
         self._state = init_state(self._flat_potential, self._flat.flatten(self._initial_params))
+        self._last = self._initial_params  # MCMC's first sample() starts here: no re-evaluation
         self._start_adaptation()
 
     def _initialize_model(self, args: tuple, kwargs: dict) -> None:
@@ -156,12 +158,11 @@ class _LangevinKernel(MCMCKernel):
         return self.potential_fn(self._flat.unflatten(flat)).reshape(1)
 
     def _start_adaptation(self) -> None:
-        h = torch.full_like(self._state.potential, self.step_size)
-        if self.adapt_step_size and self._warmup_steps > 0:
-            h = find_step_size(self._state, self._flat_potential, h, self.target_accept_prob)
         self._adapter = WarmupAdapter(
+            self._state,
+            self._flat_potential,
             self._warmup_steps,
-            h,
+            self.step_size,
             self.target_accept_prob,
             adapt_step_size=self.adapt_step_size,
             adapt_mass_matrix=self.adapt_mass_matrix,
@@ -186,7 +187,7 @@ class _LangevinKernel(MCMCKernel):
         self._state, info = self._move()
         warming_up = self._t < self._warmup_steps
         if warming_up:
-            self._adapter.update(self._state, info.acceptance_rate, self._flat_potential)
+            self._adapter.update(self._state, info.acceptance_rate)
         self._record(info, warming_up)
         self._t += 1
         self._last = self._flat.unflatten(self._state.position)
@@ -347,10 +348,7 @@ class SGLD(_LangevinKernel):
         if subsample_size is not None:
             if model is None:
                 raise ValueError("subsample_size: needs model=, not potential_fn=")
-            if isinstance(subsample_size, bool) or not isinstance(subsample_size, int):
-                raise ValueError(f"subsample_size: expected a positive int, got {subsample_size!r}")
-            if subsample_size < 1:
-                raise ValueError(f"subsample_size: expected a positive int, got {subsample_size!r}")
+            check_positive("subsample_size", subsample_size)
         self.subsample_size = subsample_size
         self.plate = plate
         self.schedule = polynomial_decay(step_size) if schedule is None else schedule

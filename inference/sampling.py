@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from pyro_flowkit.inference.adaptation import WarmupAdapter, find_step_size
+from pyro_flowkit.inference.adaptation import WarmupAdapter
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
@@ -15,14 +15,20 @@ from pyro_flowkit.inference.langevin import (
     mala_step,
     ula_step,
 )
+from pyro_flowkit.nn.mlp import check_positive
 
-__all__ = ["check_langevin_args", "sample_langevin"]
+__all__ = ["check_langevin_args", "check_step_size", "sample_langevin"]
+
+
+def check_step_size(step_size: float) -> None:
+    """Raise ``ValueError`` unless ``step_size`` is a positive number."""
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
+        raise ValueError(f"step_size: expected a positive number, got {step_size!r}")
 
 
 def check_langevin_args(step_size: float, target_accept_prob: float) -> None:
     """Raise ``ValueError`` for a non-positive step size or a target outside (0, 1)."""
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
-        raise ValueError(f"step_size: expected a positive number, got {step_size!r}")
+    check_step_size(step_size)
     if (
         isinstance(target_accept_prob, bool)
         or not isinstance(target_accept_prob, (int, float))
@@ -34,11 +40,9 @@ def check_langevin_args(step_size: float, target_accept_prob: float) -> None:
 
 
 def _check_counts(num_samples: int, num_warmup: int, thin: int) -> None:
-    for name, value, low in (("num_samples", num_samples, 1), ("num_warmup", num_warmup, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if isinstance(thin, bool) or not isinstance(thin, int) or thin < 1:
-        raise ValueError(f"thin: expected a positive integer, got {thin!r}")
+    check_positive("num_samples", num_samples)
+    check_positive("num_warmup", num_warmup, allow_zero=True)
+    check_positive("thin", thin)
 
 
 class _Recorder:
@@ -129,12 +133,11 @@ def sample_langevin(
     _check_counts(num_samples, num_warmup, thin)
     state = init_state(potential_fn, init)
     step = mala_step if adjusted else ula_step
-    h = torch.full_like(state.potential, float(step_size))
-    if num_warmup and adapt_step_size:
-        h = find_step_size(state, potential_fn, h, target_accept_prob, inverse_mass=inverse_mass)
     adapter = WarmupAdapter(
+        state,
+        potential_fn,
         num_warmup,
-        h,
+        step_size,
         target_accept_prob,
         adapt_step_size=adapt_step_size,
         adapt_mass_matrix=adapt_mass_matrix,
@@ -148,7 +151,7 @@ def sample_langevin(
             state, potential_fn, adapter.step_size, inverse_mass=adapter.inverse_mass
         )
         if t < num_warmup:
-            adapter.update(state, info.acceptance_rate, potential_fn)
+            adapter.update(state, info.acceptance_rate)
         else:
             draw, offset = divmod(t - num_warmup, thin)
             recorder.add(info, draw)

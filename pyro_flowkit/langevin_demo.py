@@ -66,9 +66,7 @@ def ebm_demo(out: Path, steps: int = 2000, progress: bool = True, seed: int = 0)
 def _ebm_picture(points: Tensor, samples: Tensor, out: Path) -> None:
     try:
         from pyro_flowkit.plots import plot_samples_2d
-    except ImportError:  # pragma: no cover - plots are optional
-        return
-    try:
+
         panels = [("data", points), ("EBM: MALA from noise", samples)]
         plot_samples_2d(panels, out / f"ebm_{EBM_TOY}.png")
     except ImportError as e:
