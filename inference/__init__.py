@@ -3,6 +3,7 @@
 from pyro_flowkit.inference.adaptation import DualAveraging, WarmupAdapter, find_step_size
 from pyro_flowkit.inference.diagnostics import to_inference_data
 from pyro_flowkit.inference.ebm import ReplayBuffer, langevin_dynamics, train_ebm
+from pyro_flowkit.inference.em import EM, EMResult
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
@@ -19,7 +20,9 @@ __all__ = [
     "MALA",
     "SGLD",
     "ULA",
+    "EM",
     "DualAveraging",
+    "EMResult",
     "LangevinInfo",
     "LangevinState",
     "ReplayBuffer",

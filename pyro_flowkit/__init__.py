@@ -10,11 +10,13 @@ import importlib
 from types import ModuleType
 
 from pyro_flowkit import data, distributions, flows, metrics, nn, transforms
-from pyro_flowkit.errors import InversionError
+from pyro_flowkit.errors import ConvergenceWarning, InversionError, NotFittedError
 
 __version__ = "0.1.0"
 __all__ = [
+    "ConvergenceWarning",
     "InversionError",
+    "NotFittedError",
     "data",
     "distributions",
     "flows",

@@ -1,8 +1,8 @@
-"""Exceptions raised on numerical failure (DESIGN.md convention 9)."""
+"""Exceptions and warnings raised on numerical failure or misuse (DESIGN.md convention 9)."""
 
 from __future__ import annotations
 
-__all__ = ["InversionError"]
+__all__ = ["ConvergenceWarning", "InversionError", "NotFittedError"]
 
 
 class InversionError(RuntimeError):
@@ -17,3 +17,12 @@ class InversionError(RuntimeError):
         super().__init__(message)
         self.residual = residual
         self.iterations = iterations
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator was used before ``fit`` (scikit-learn's convention: a ``ValueError`` and an
+    ``AttributeError``)."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at its iteration limit before its convergence test passed."""

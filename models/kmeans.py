@@ -1,0 +1,253 @@
+r"""K-means by Lloyd's algorithm (hard EM), with k-means++ seeding, on torch tensors.
+
+Lloyd's algorithm alternates the assignment :math:`z_n = \arg\min_k \|x_n - \mu_k\|^2` and the
+update :math:`\mu_k = \operatorname{mean}\{x_n : z_n = k\}`; each step lowers the inertia
+:math:`J = \sum_n \|x_n - \mu_{z_n}\|^2`, the zero-variance limit of EM for an isotropic Gaussian
+mixture. Empty clusters are re-seeded at the points farthest from their centres, as scikit-learn
+does.
+
+References:
+    Least Squares Quantization in PCM (Lloyd, 1982).
+    k-means++: The Advantages of Careful Seeding (Arthur & Vassilvitskii, 2007).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import torch
+from torch import Tensor
+
+from pyro_flowkit.inference.em import Params, distributed
+from pyro_flowkit.models._mixture import MixtureEstimator, check_data, enumerated_mixture
+
+__all__ = ["KMeans", "kmeans_plusplus", "squared_distances"]
+
+
+def squared_distances(x: Tensor, centres: Tensor) -> Tensor:
+    r""":math:`\|x_n - c_k\|^2` of shape ``(n, k)``, by :math:`|x|^2 - 2 x c^\top + |c|^2` (clamped
+    at 0)."""
+    d2 = torch.addmm(centres.square().sum(1), x, centres.T, alpha=-2.0)
+    return d2.add_(x.square().sum(1, keepdim=True)).clamp_(min=0)
+
+
+def kmeans_plusplus(
+    x: Tensor, n_clusters: int, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    r"""Greedy k-means++ seeding: ``(centres, indices)`` with ``centres = x[indices]``.
+
+    The first centre is uniform; each next one is the best (lowest potential) of
+    :math:`2 + \lfloor \log k \rfloor` candidates drawn with probability proportional to
+    :math:`D(x)^2`, the squared distance to the nearest chosen centre (Arthur & Vassilvitskii 2007;
+    the greedy variant scikit-learn uses).
+
+    Example:
+        >>> x = torch.cat([torch.randn(50, 2), torch.randn(50, 2) + 10])
+        >>> centres, idx = kmeans_plusplus(x, 2, torch.Generator().manual_seed(0))
+        >>> bool((centres[0] - centres[1]).norm() > 5)
+        True
+    """
+    n = len(x)
+    trials = 2 + int(math.log(n_clusters))
+    first = int(torch.randint(n, (), generator=generator))
+    indices = [first]
+    closest = squared_distances(x, x[first : first + 1]).squeeze(1)
+    for _ in range(1, n_clusters):
+        cumulative = closest.cumsum(0).cpu()
+        draws = torch.rand(trials, generator=generator, dtype=cumulative.dtype) * cumulative[-1]
+        candidates = torch.searchsorted(cumulative, draws).clamp_(max=n - 1)
+        d2 = torch.minimum(closest[:, None], squared_distances(x, x[candidates.to(x.device)]))
+        best = int(d2.sum(0).argmin())
+        indices.append(int(candidates[best]))
+        closest = d2[:, best]
+    index = torch.tensor(indices, device=x.device)
+    return x[index].clone(), index
+
+
+class KMeans(MixtureEstimator):
+    r"""K-means clustering by Lloyd's algorithm, chunked and data-parallel through
+    :class:`~pyro_flowkit.inference.EM`.
+
+    Arguments:
+        n_clusters: the number of clusters :math:`K`.
+        init: ``"k-means++"``, ``"random"`` (:math:`K` distinct data points) or an
+            ``(n_clusters, d)`` tensor of initial centres.
+        n_init: restarts; the run with the lowest final inertia is kept.
+        max_iter: the most Lloyd iterations per run.
+        tol: relative tolerance: stop when :math:`\sum_k \|\mu_k' - \mu_k\|^2` is at most ``tol``
+            times the mean per-feature variance of the data (scikit-learn's rule), or when no label
+            changes.
+        chunk_size: rows per chunk (``None``: all at once).
+        seed: seed of the initialisation (``None``: drawn from torch's global RNG).
+
+    Fitted attributes: ``cluster_centers_`` ``(K, d)``, ``labels_`` ``(n,)``, ``inertia_``,
+    ``n_iter_``, ``converged_``, ``lower_bounds_`` (minus the mean inertia of every iteration),
+    ``empty_clusters_`` (number of re-seedings).
+
+    Example:
+        >>> x = torch.cat([torch.randn(100, 2), torch.randn(100, 2) + 8])
+        >>> km = KMeans(2, seed=0).fit(x)
+        >>> sorted(km.predict(x).bincount().tolist())
+        [100, 100]
+    """
+
+    local_keys = ("labels",)
+    merge_keys = ("far_d", "far_x", "far_label")
+    _fitted_attr = "cluster_centers_"
+
+    def __init__(
+        self,
+        n_clusters: int,
+        init: str | Tensor = "k-means++",
+        n_init: int = 1,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        chunk_size: int | None = None,
+        seed: int | None = None,
+        name: str = "kmeans",
+    ) -> None:
+        super().__init__(
+            n_clusters, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
+            seed=seed, name="n_clusters",
+        )  # fmt: skip
+        if isinstance(init, str) and init not in ("k-means++", "random"):
+            raise ValueError(f"init: expected 'k-means++', 'random' or a tensor, got {init!r}")
+        self.n_clusters, self.init, self.name = n_clusters, init, name
+
+    # ---------------------------------------------------------------- fitting
+    def fit(self, x: Tensor | np.ndarray) -> KMeans:
+        """Cluster ``x`` of shape ``(n, d)``; returns ``self``."""
+        x = check_data(x, min_rows=self.n_clusters)
+        self._use_chunks(self.n_clusters + x.shape[1])
+        self._tol_abs = self.tol * float(_feature_variance(x).mean())
+        self._empty = 0
+        g = self._generator(x)
+        best = None
+        for _ in range(self.n_init):
+            result = self._em.run(self, x, {"centres": self._initial_centres(x, g)})
+            final = self._em.accumulate(self, x, result.params)
+            inertia = -float(final["log_likelihood"])
+            if best is None or inertia < best[1]:
+                best = (result, inertia, final["labels"])
+        result, self.inertia_, self.labels_ = best
+        self.cluster_centers_ = result.params["centres"]
+        self._store(result)
+        self.empty_clusters_ = self._empty
+        return self
+
+    def fit_predict(self, x: Tensor | np.ndarray) -> Tensor:
+        """``fit(x)`` and return ``labels_``."""
+        return self.fit(x).labels_
+
+    def predict(self, x: Tensor | np.ndarray) -> Tensor:
+        """The index of the nearest centre for every row of ``x``."""
+        self._check_fitted()
+        x = check_data(x, n_features=self.cluster_centers_.shape[1])
+        centres = self.cluster_centers_.to(x)
+        return self._map_rows(lambda c: squared_distances(c, centres).argmin(1), x)
+
+    def transform(self, x: Tensor | np.ndarray) -> Tensor:
+        """Euclidean distances of every row of ``x`` to every centre, ``(n, K)``."""
+        self._check_fitted()
+        x = check_data(x, n_features=self.cluster_centers_.shape[1])
+        centres = self.cluster_centers_.to(x)
+        return self._map_rows(lambda c: squared_distances(c, centres).sqrt(), x)
+
+    def score(self, x: Tensor | np.ndarray) -> float:
+        """Minus the inertia of ``x`` under the fitted centres (scikit-learn's sign)."""
+        return -float(self.transform(x).min(1).values.square().sum())
+
+    def _initial_centres(self, x: Tensor, g: torch.Generator) -> Tensor:
+        k = self.n_clusters
+        if isinstance(self.init, Tensor):
+            if self.init.shape != (k, x.shape[1]):
+                raise ValueError(
+                    f"init: expected centres of shape {(k, x.shape[1])}, "
+                    f"got {tuple(self.init.shape)}"
+                )
+            return self.init.to(x).clone()
+        if self.init == "random":
+            return x[torch.randperm(len(x), generator=g)[:k].to(x.device)].clone()
+        return kmeans_plusplus(x, k, g)[0]
+
+    # ---------------------------------------------------------------- EMModel
+    def e_step(self, x: Tensor, params: Params, rows: slice) -> Params:
+        centres = params["centres"]
+        k = len(centres)
+        nearest, labels = squared_distances(x, centres).min(1)
+        counts = torch.bincount(labels, minlength=k).to(x.dtype)
+        sums = torch.zeros_like(centres).index_add_(0, labels, x)
+        m = min(k, len(x))
+        far_d, far = nearest.topk(m)
+        pad = k - m
+        return {
+            "counts": counts,
+            "sums": sums,
+            "log_likelihood": -nearest.sum(),
+            "n": x.new_tensor(float(len(x))),
+            "labels": labels,
+            "far_d": torch.nn.functional.pad(far_d, (0, pad), value=-math.inf),
+            "far_x": torch.nn.functional.pad(x[far], (0, 0, 0, pad)),
+            "far_label": torch.nn.functional.pad(labels[far], (0, pad), value=-1),
+        }
+
+    def merge(self, key: str, a: Tensor, b: Tensor) -> Tensor:
+        # far_* keys arrive together in a fixed (sorted) order: far_d first
+        if key == "far_d":
+            both = torch.cat([a, b])
+            self._far_order = both.topk(len(a)).indices
+            return both[self._far_order]
+        return torch.cat([a, b])[self._far_order]
+
+    def m_step(self, stats: Params, params: Params) -> Params:
+        counts, sums = stats["counts"].clone(), stats["sums"].clone()
+        empty = (counts == 0).nonzero().flatten().tolist()
+        if empty:
+            self._empty += len(empty)
+            for j, cluster in enumerate(empty):  # rare: re-seed at the farthest points
+                point, owner = stats["far_x"][j], int(stats["far_label"][j])
+                if owner >= 0:
+                    sums[owner] -= point
+                    counts[owner] -= 1
+                sums[cluster], counts[cluster] = point, 1
+        return {"centres": sums / counts.clamp(min=1)[:, None]}
+
+    def converged(self, change: float, old: Params, new: Params, tol: float) -> bool:
+        shift = float((new["centres"] - old["centres"]).square().sum())
+        return shift <= self._tol_abs
+
+    # ---------------------------------------------------------------- Pyro model
+    def model(self, x: Tensor, scale: float = 1.0) -> None:
+        r"""K-means as a Pyro model: an equal-weight mixture of :math:`N(\mu_k, s^2 I)`.
+
+        The centres are the ``pyro.param`` ``f"{name}.cluster_centers"`` (initialised from the fit,
+        or from ``init`` when unfitted) and the assignment ``f"{name}.assignment"`` is enumerated in
+        the plate ``f"{name}.data"``. As :math:`s \to 0` maximum likelihood approaches K-means; for
+        :math:`s > 0` SVI with ``TraceEnum_ELBO`` fits this soft K-means.
+        """
+        x = check_data(x)
+        centres = pyro.param(f"{self.name}.cluster_centers", lambda: self._svi_init(x))
+        enumerated_mixture(
+            self.name, x, torch.full((self.n_clusters,), 1 / self.n_clusters).to(x),
+            lambda z: dist.Normal(centres[z], scale).to_event(1),
+        )  # fmt: skip
+
+    def _svi_init(self, x: Tensor) -> Tensor:
+        if hasattr(self, "cluster_centers_"):
+            return self.cluster_centers_.to(x).clone()
+        return self._initial_centres(x, self._generator(x))
+
+
+def _feature_variance(x: Tensor) -> Tensor:
+    """Per-feature variance of all rows (of all processes under ``torch.distributed``)."""
+    moments = torch.stack([x.new_ones(x.shape[1]) * len(x), x.sum(0)])
+    if distributed():
+        torch.distributed.all_reduce(moments)
+    n, total = moments
+    squares = (x - total / n).square().sum(0)
+    if distributed():
+        torch.distributed.all_reduce(squares)
+    return squares / n
