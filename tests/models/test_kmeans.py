@@ -1,0 +1,102 @@
+"""KMeans (Lloyd = hard EM): inertia against scikit-learn from the same centres, k-means++,
+empty-cluster re-seeding, chunking, bad input and the Pyro model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO
+from sklearn.cluster import KMeans as SkKMeans
+
+from pyro_flowkit import NotFittedError
+from pyro_flowkit.models import KMeans, kmeans_plusplus
+
+
+def clusters(n=2000, d=4, k=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 3 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    return centres[torch.arange(n) % k] + torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 333])
+def test_inertia_equals_sklearn_from_the_same_centres(chunk_size, device):
+    x = clusters()
+    init = x[:6].clone()
+    sk = SkKMeans(6, init=init.numpy(), n_init=1, algorithm="lloyd").fit(x.numpy())
+    ours = KMeans(6, init=init.to(device), chunk_size=chunk_size).fit(x.to(device))
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-10)
+    assert ours.n_iter_ == sk.n_iter_
+    np.testing.assert_allclose(ours.cluster_centers_.cpu().numpy(), sk.cluster_centers_, atol=1e-10)
+    assert (ours.labels_.cpu().numpy() == sk.labels_).all()
+    assert (ours.predict(x.to(device)) == ours.labels_).all()
+    assert ours.score(x.to(device)) == pytest.approx(sk.score(x.numpy()), rel=1e-10)
+
+
+def test_inertia_never_increases():
+    x = clusters()
+    km = KMeans(8, seed=0, tol=0.0).fit(x)
+    inertia = -torch.tensor(km.lower_bounds_)
+    assert km.converged_ and (inertia.diff() <= 1e-9 * inertia[1:]).all()
+    assert km.inertia_ / len(x) <= inertia[-1] * (1 + 1e-12)
+
+
+def test_kmeans_plusplus_spreads_the_seeds():
+    # five tight, far-apart clusters: D^2 sampling puts one seed in each with high probability
+    x = clusters(500, k=5) * 0 + 50 * torch.eye(5, 4, dtype=torch.float64)[torch.arange(500) % 5]
+    x = x + 0.01 * torch.randn_like(x)
+    hits = 0
+    for seed in range(20):
+        centres, idx = kmeans_plusplus(x, 5, torch.Generator().manual_seed(seed))
+        assert torch.equal(centres, x[idx])
+        hits += len(set((idx % 5).tolist())) == 5
+    assert hits >= 19
+
+
+def test_kmeans_plusplus_beats_random_starts():
+    x = clusters(1000, k=8, seed=1)
+    pp = [KMeans(8, seed=s, max_iter=1, tol=0.0) for s in range(10)]
+    rnd = [KMeans(8, init="random", seed=s, max_iter=1, tol=0.0) for s in range(10)]
+    pp_inertia = np.mean([km.fit(x).inertia_ for km in pp])
+    rnd_inertia = np.mean([km.fit(x).inertia_ for km in rnd])
+    assert pp_inertia < rnd_inertia
+
+
+def test_empty_clusters_are_reseeded_at_the_farthest_points():
+    x = clusters(600, k=3)
+    init = torch.cat([x[:3], torch.full((2, 4), 1e4, dtype=x.dtype)])
+    km = KMeans(5, init=init).fit(x)
+    sk = SkKMeans(5, init=init.numpy(), n_init=1, algorithm="lloyd").fit(x.numpy())
+    assert km.empty_clusters_ >= 2
+    assert km.labels_.bincount(minlength=5).min() > 0
+    assert km.inertia_ == pytest.approx(sk.inertia_, rel=1e-8)
+
+
+def test_bad_input_is_named():
+    x = clusters(50)
+    with pytest.raises(ValueError, match="x: expected at least 51 samples"):
+        KMeans(51).fit(x)
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        KMeans(2).fit(torch.cat([x, torch.full((1, 4), math.nan, dtype=x.dtype)]))
+    with pytest.raises(
+        ValueError, match="init: expected centres of shape \\(3, 4\\), got \\(3, 2\\)"
+    ):
+        KMeans(3, init=torch.zeros(3, 2)).fit(x)
+    with pytest.raises(ValueError, match="init: expected 'k-means\\+\\+', 'random' or a tensor"):
+        KMeans(3, init="kmeans")
+    with pytest.raises(ValueError, match="n_clusters: expected a positive integer"):
+        KMeans(0)
+    with pytest.raises(NotFittedError):
+        KMeans(2).predict(x)
+    with pytest.raises(ValueError, match="x: expected 4 features"):
+        KMeans(2, seed=0).fit(x).predict(x[:, :3])
+
+
+def test_model_is_the_equal_weight_isotropic_mixture():
+    x = clusters(100)
+    km = KMeans(3, seed=0).fit(x)
+    elbo = -TraceEnum_ELBO(max_plate_nesting=1).loss(km.model, lambda x, scale: None, x, 0.7)
+    c = km.cluster_centers_
+    log_p = torch.distributions.Normal(c[:, None], 0.7).log_prob(x).sum(-1)  # (K, n)
+    expected = (log_p.logsumexp(0) - math.log(3)).sum()
+    assert elbo == pytest.approx(float(expected), rel=1e-10)
