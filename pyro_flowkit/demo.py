@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from pyro_flowkit import data, flows, langevin_demo, metrics
+from pyro_flowkit import data, flows, langevin_demo, metrics, mixture_demo
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import Logit, set_logdet
@@ -179,11 +179,12 @@ def demo(
 ) -> dict:
     """Fit RealNVP and an i-ResNet (residual flow) to a 2-D toy density and NICE, RealNVP and
     Glow to digits; train an energy-based model on ``8gaussians`` and sample a logistic-regression
-    posterior with vectorised MALA chains; report and save.
+    posterior with vectorised MALA chains; fit a Gaussian mixture to ``pinwheel`` by EM and by SVI;
+    report and save.
 
     Writes ``density_<toy>.png``, ``density_iresnet_<toy>.png``, ``digits_samples.png``,
-    ``glow_samples.png`` (temperatures 1.0 and 0.7), ``ebm_8gaussians.png``, ``mala_trace.png``
-    and ``metrics.json`` to ``out`` and returns the metrics.
+    ``glow_samples.png`` (temperatures 1.0 and 0.7), ``ebm_8gaussians.png``, ``mala_trace.png``,
+    ``gmm_pinwheel.png`` and ``metrics.json`` to ``out`` and returns the metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -204,6 +205,7 @@ def demo(
     digit_fits = {m: fit(m, "digits", steps[m], progress=progress) for m in DIGIT_MODELS}
     ebm = langevin_demo.ebm_demo(out, steps["ebm"], progress=progress)
     mala = langevin_demo.mala_demo(out, thin=2 if quick else 10, progress=progress)
+    gmm = mixture_demo.gmm_demo(out, svi_steps=300 if quick else 1000)
     report = {
         "toy": {"dataset": toy, "model": "realnvp", **toy_fit.metrics},
         "toy_iresnet": {"dataset": toy, "model": "iresnet", **ires_fit.metrics},
@@ -213,6 +215,7 @@ def demo(
         },
         "ebm_8gaussians": ebm,
         "mala_logistic_regression": mala,
+        "gmm_pinwheel": gmm,
         "quick": quick,
     }
     _print_report(report)
@@ -263,6 +266,7 @@ def _print_report(report: dict) -> None:
             f"{r['train_seconds']:.0f} s)"
         )
     _print_langevin(report["ebm_8gaussians"], report["mala_logistic_regression"])
+    _print_mixture(report["gmm_pinwheel"])
     if not math.isfinite(digits["realnvp"]["test_bits_per_dim"]):
         raise FloatingPointError("the RealNVP test bits/dim is not finite")
 
@@ -279,4 +283,13 @@ def _print_langevin(ebm: dict, mala: dict) -> None:
         f"{mala['seconds']:.1f} s): max r_hat {mala['r_hat_max']:.3f}, min bulk ESS "
         f"{mala['ess_bulk_min']:.0f}, {mala['divergences']} divergences, test accuracy "
         f"{mala['test_accuracy']:.3f}"
+    )
+
+
+def _print_mixture(gmm: dict) -> None:
+    print(
+        f"Gaussian mixture ({gmm['components']} components) on pinwheel, test mean log-likelihood: "
+        f"EM {gmm['em_test_log_likelihood']:.4f} ({gmm['em_iterations']} iterations, "
+        f"{gmm['em_seconds']:.2f} s), SVI {gmm['svi_test_log_likelihood']:.4f} "
+        f"({gmm['svi_steps']} Adam steps, {gmm['svi_seconds']:.1f} s)"
     )

@@ -11,7 +11,13 @@ from torch import Tensor
 
 from pyro_flowkit._optional import import_arviz
 
-__all__ = ["plot_density_2d", "plot_image_grids", "plot_samples_2d", "plot_trace"]
+__all__ = [
+    "plot_density_2d",
+    "plot_gaussian_mixture_2d",
+    "plot_image_grids",
+    "plot_samples_2d",
+    "plot_trace",
+]
 
 
 def _pyplot():  # noqa: ANN202
@@ -73,6 +79,37 @@ def plot_samples_2d(
     for ax, (title, points) in zip(axes[0], panels, strict=True):
         ax.scatter(*points.detach().cpu().numpy().T, s=2, alpha=0.5)
         ax.set(title=title, xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _save(fig, plt, path)
+
+
+def plot_gaussian_mixture_2d(
+    panels: Sequence[tuple[str, Tensor, Tensor, Tensor]],
+    points: Tensor,
+    path: str | Path,
+    *,
+    n_std: float = 2.0,
+) -> Path:
+    r"""Save one panel per ``(title, weights, means, covariances)`` fit (``(K,)``, ``(K, 2)``,
+    ``(K, 2, 2)``): a scatter of ``points`` with the ``n_std``-standard-deviation ellipse of every
+    component, its line width proportional to the weight. The ellipse's axes are
+    :math:`n \sqrt{\lambda_i} v_i` for the eigenpairs of :math:`\Sigma_k`."""
+    plt = _pyplot()
+    from matplotlib.patches import Ellipse
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.5), squeeze=False)
+    for ax, (title, weights, means, covariances) in zip(axes[0], panels, strict=True):
+        ax.scatter(*points.detach().cpu().numpy().T, s=1, alpha=0.3, color="gray")
+        values, vectors = torch.linalg.eigh(covariances.detach().cpu().double())
+        angles = torch.rad2deg(torch.atan2(vectors[:, 1, 1], vectors[:, 0, 1]))
+        rows = zip(weights.tolist(), means.tolist(), values, angles.tolist(), strict=True)
+        for w, mu, lam, angle in rows:
+            width, height = (2 * n_std * lam.clamp(min=0).sqrt()).flip(0).tolist()
+            ax.add_patch(Ellipse(mu, width, height, angle=angle, fill=False, color="C3",
+                                 lw=0.5 + 10 * w))  # fmt: skip
+        ax.scatter(*means.detach().cpu().numpy().T, marker="x", color="C3")
+        ax.set(title=title, aspect="equal")
         ax.set_xticks([])
         ax.set_yticks([])
     return _save(fig, plt, path)

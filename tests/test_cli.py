@@ -56,7 +56,10 @@ def test_quick_demo(tmp_path):
     assert ebm["mmd_samples"] < ebm["mmd_noise"] and ebm["energy_data"] < ebm["energy_noise"]
     mala = report["mala_logistic_regression"]
     assert mala["divergences"] == 0 and mala["test_accuracy"] > 0.9
-    for name in ("ebm_8gaussians.png", "mala_trace.png"):
+    gmm = report["gmm_pinwheel"]
+    assert gmm["em_iterations"] < 500 and gmm["em_test_log_likelihood"] > -3.0
+    assert gmm["svi_test_log_likelihood"] > -3.5
+    for name in ("ebm_8gaussians.png", "mala_trace.png", "gmm_pinwheel.png"):
         assert (tmp_path / name).exists()
 
 
