@@ -36,6 +36,10 @@ def test_readme_python_blocks_run():
     assert namespace["chains"].shape == (16, 500, 2) and namespace["summary"]["r_hat"].max() < 1.1
     assert abs(namespace["rate"].mean().item() - 16 / 5) < 0.4  # Gamma(16, 5) posterior
     assert namespace["fresh"].shape == (256, 1, 2) and len(namespace["history"]["loss"]) == 50
+    gmm, gmm_svi, points = namespace["gmm"], namespace["gmm_svi"], namespace["points"]
+    assert gmm.converged_ and namespace["labels"].shape == (2000,)
+    assert abs(gmm_svi.score(points) - gmm.score(points)) < 0.1  # one objective, one start
+    assert namespace["plsa"].p_w_given_z.shape == (4, 30) and namespace["km"].inertia_ > 0
 
 
 @pytest.mark.parametrize("name", MODULES)
