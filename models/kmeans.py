@@ -95,7 +95,6 @@ class KMeans(MixtureEstimator):
     """
 
     local_keys = ("labels",)
-    merge_keys = ("far_d", "far_x", "far_label")
     _fitted_attr = "cluster_centers_"
 
     def __init__(
@@ -123,7 +122,7 @@ class KMeans(MixtureEstimator):
         x = check_data(x, min_rows=self.n_clusters)
         self._use_chunks(self.n_clusters + x.shape[1])
         self._tol_abs = self.tol * float(_feature_variance(x).mean())
-        self._empty = 0
+        self._empty, self._x = 0, x
         g = self._generator(x)
         best = None
         for _ in range(self.n_init):
@@ -136,6 +135,7 @@ class KMeans(MixtureEstimator):
         self.cluster_centers_ = result.params["centres"]
         self._store(result)
         self.empty_clusters_ = self._empty
+        del self._x
         return self
 
     def fit_predict(self, x: Tensor | np.ndarray) -> Tensor:
@@ -177,38 +177,25 @@ class KMeans(MixtureEstimator):
     def e_step(self, x: Tensor, params: Params, rows: slice) -> Params:
         centres = params["centres"]
         k = len(centres)
-        nearest, labels = squared_distances(x, centres).min(1)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
-        sums = torch.zeros_like(centres).index_add_(0, labels, x)
-        m = min(k, len(x))
-        far_d, far = nearest.topk(m)
-        pad = k - m
+        # argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): |x|^2 is added to the minima only
+        partial = torch.addmm(centres.square().sum(1), x, centres.T, alpha=-2.0)
+        nearest, labels = partial.min(1)
         return {
-            "counts": counts,
-            "sums": sums,
-            "log_likelihood": -nearest.sum(),
+            "counts": torch.bincount(labels, minlength=k).to(x.dtype),
+            "sums": torch.zeros_like(centres).index_add_(0, labels, x),
+            "log_likelihood": -(nearest + x.square().sum(1)).clamp_(min=0).sum(),
             "n": x.new_tensor(float(len(x))),
             "labels": labels,
-            "far_d": torch.nn.functional.pad(far_d, (0, pad), value=-math.inf),
-            "far_x": torch.nn.functional.pad(x[far], (0, 0, 0, pad)),
-            "far_label": torch.nn.functional.pad(labels[far], (0, pad), value=-1),
         }
-
-    def merge(self, key: str, a: Tensor, b: Tensor) -> Tensor:
-        # far_* keys arrive together in a fixed (sorted) order: far_d first
-        if key == "far_d":
-            both = torch.cat([a, b])
-            self._far_order = both.topk(len(a)).indices
-            return both[self._far_order]
-        return torch.cat([a, b])[self._far_order]
 
     def m_step(self, stats: Params, params: Params) -> Params:
         counts, sums = stats["counts"].clone(), stats["sums"].clone()
         empty = (counts == 0).nonzero().flatten().tolist()
-        if empty:
+        if empty:  # rare: re-seed at the points farthest from their (old) centres
             self._empty += len(empty)
-            for j, cluster in enumerate(empty):  # rare: re-seed at the farthest points
-                point, owner = stats["far_x"][j], int(stats["far_label"][j])
+            far = self._em.accumulate(_Farthest(len(empty)), self._x, params)
+            for j, cluster in enumerate(empty):
+                point, owner = far["far_x"][j], int(far["far_label"][j])
                 if owner >= 0:
                     sums[owner] -= point
                     counts[owner] -= 1
@@ -251,3 +238,34 @@ def _feature_variance(x: Tensor) -> Tensor:
     if distributed():
         torch.distributed.all_reduce(squares)
     return squares / n
+
+
+class _Farthest:
+    """An E-pass that finds the ``m`` rows farthest from their nearest centre (for re-seeding
+    empty clusters), merged across chunks and processes by distance."""
+
+    local_keys: tuple[str, ...] = ()
+    merge_keys = ("far_d", "far_label", "far_x")
+
+    def __init__(self, m: int) -> None:
+        self.m = m
+
+    def e_step(self, x: Tensor, params: Params, rows: slice) -> Params:
+        nearest, labels = squared_distances(x, params["centres"]).min(1)
+        m = min(self.m, len(x))
+        far_d, far = nearest.topk(m)
+        pad = self.m - m
+        return {
+            "far_d": torch.nn.functional.pad(far_d, (0, pad), value=-math.inf),
+            "far_label": torch.nn.functional.pad(labels[far], (0, pad), value=-1),
+            "far_x": torch.nn.functional.pad(x[far], (0, 0, 0, pad)),
+        }
+
+    def merge(self, key: str, a: Tensor, b: Tensor) -> Tensor:
+        # keys arrive in the e_step's (and, across processes, sorted) order, far_d first: it fixes
+        # the order for the others
+        if key == "far_d":
+            both = torch.cat([a, b])
+            self._order = both.topk(len(a)).indices
+            return both[self._order]
+        return torch.cat([a, b])[self._order]
