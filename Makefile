@@ -53,6 +53,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/image_flow_speed.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/residual_flows.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/langevin.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/em_mixtures.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info
