@@ -104,9 +104,9 @@ class MixtureEstimator:
         n_init: int,
         chunk_size: int | None,
         seed: int | None,
-        name: str = "n_components",
+        count_name: str = "n_components",
     ) -> None:
-        check_positive(name, n_components)
+        check_positive(count_name, n_components)
         self._em = EM(max_iter=max_iter, tol=tol, chunk_size=chunk_size, n_init=n_init)
         self.tol, self.max_iter, self.n_init = tol, max_iter, n_init
         self.chunk_size, self.seed = chunk_size, seed
@@ -116,10 +116,7 @@ class MixtureEstimator:
         """Converged when the mean objective changed by less than ``tol`` (scikit-learn's rule)."""
         return abs(change) < tol
 
-    def merge(self, key: str, a: Tensor, b: Tensor) -> Tensor:
-        raise NotImplementedError(key)
-
-    def _generator(self, x: Tensor) -> torch.Generator:
+    def _generator(self) -> torch.Generator:
         """A CPU generator seeded by ``seed`` (or from torch's global RNG when ``seed`` is None)."""
         g = torch.Generator()
         seed = self.seed

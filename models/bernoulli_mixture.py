@@ -92,7 +92,7 @@ class BernoulliMixture(ProbabilisticMixture):
         x = check_data(x, min_rows=self.n_components, binary=True)
         self.n_features_in_ = x.shape[1]
         self._use_chunks(self.n_components + x.shape[1])
-        g = self._generator(x)
+        g = self._generator()
         result = self._em.fit(self, x, lambda _: self._initial_params(x, g))
         self.weights_, self.probs_ = result.params["weights"], result.params["probs"]
         self._store(result)
@@ -114,7 +114,7 @@ class BernoulliMixture(ProbabilisticMixture):
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """``(x, labels)``: ``n_samples`` binary draws and their components, sorted by component."""
         self._check_fitted()
-        g = self._generator(self.probs_)
+        g = self._generator()
         weights = self.weights_.detach().cpu()
         labels = torch.multinomial(weights, n_samples, replacement=True, generator=g).sort().values
         u = torch.rand(n_samples, self.probs_.shape[1], generator=g, dtype=weights.dtype)
@@ -176,7 +176,7 @@ class BernoulliMixture(ProbabilisticMixture):
         def init() -> Params:
             if not hasattr(self, "probs_"):
                 self.n_features_in_ = x.shape[1]
-                self.weights_, self.probs_ = self._initial_params(x, self._generator(x)).values()
+                self.weights_, self.probs_ = self._initial_params(x, self._generator()).values()
             return {key: value.clone() for key, value in self._params().items()}
 
         store = pyro.get_param_store()

@@ -121,7 +121,7 @@ class GaussianMixture(ProbabilisticMixture):
         full = self.covariance_type in ("full", "tied")
         self._use_chunks(self.n_components * (x.shape[1] if full else 1) + x.shape[1])
         self._empty: set[int] = set()
-        g = self._generator(x)
+        g = self._generator()
         result = self._em.fit(self, x, lambda _: self._initial_params(x, g))
         self._set_params(result.params)
         self._store(result)
@@ -147,7 +147,7 @@ class GaussianMixture(ProbabilisticMixture):
     def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
         """``(x, labels)``: ``n_samples`` draws and their components, sorted by component."""
         self._check_fitted()
-        g = self._generator(self.means_)
+        g = self._generator()
         weights = self.weights_.detach().cpu()
         labels = torch.multinomial(weights, n_samples, replacement=True, generator=g).sort().values
         noise = torch.randn(n_samples, self.means_.shape[1], generator=g, dtype=weights.dtype)
@@ -358,12 +358,9 @@ class GaussianMixture(ProbabilisticMixture):
         first = self._em.accumulate(_FromResp(self, resp), x, zero)
         means = first["s1"] / (first["nk"] + 10 * torch.finfo(x.dtype).eps)[:, None]
         if self.covariance_type in ("diag", "spherical"):
-            return self._moment_params(first, x.new_zeros(k, d))
+            return self.m_step(first, {"means": x.new_zeros(k, d)})
         second = self._em.accumulate(_FromResp(self, resp), x, {"means": means})
-        return self._moment_params(second, means)
-
-    def _moment_params(self, stats: Params, means: Tensor) -> Params:
-        return self.m_step(stats, {"means": means})
+        return self.m_step(second, {"means": means})
 
     def _given_inits(self, x: Tensor) -> Params:
         k, d = self.n_components, x.shape[1]
@@ -426,7 +423,7 @@ class GaussianMixture(ProbabilisticMixture):
             return {"weights": None, "means": None, "scale": None}
         if not hasattr(self, "means_"):
             self._empty = set()
-            self._set_params(self._initial_params(x, self._generator(x)))
+            self._set_params(self._initial_params(x, self._generator()))
         # clones: Pyro's param store makes its initial tensors require grad in place
         return {
             "weights": self.weights_.to(x, copy=True),

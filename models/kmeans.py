@@ -14,6 +14,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pyro
@@ -110,7 +111,7 @@ class KMeans(MixtureEstimator):
     ) -> None:
         super().__init__(
             n_clusters, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
-            seed=seed, name="n_clusters",
+            seed=seed, count_name="n_clusters",
         )  # fmt: skip
         if isinstance(init, str) and init not in ("k-means++", "random"):
             raise ValueError(f"init: expected 'k-means++', 'random' or a tensor, got {init!r}")
@@ -123,7 +124,7 @@ class KMeans(MixtureEstimator):
         self._use_chunks(self.n_clusters + x.shape[1])
         self._tol_abs = self.tol * float(_feature_variance(x).mean())
         self._empty, self._x = 0, x
-        g = self._generator(x)
+        g = self._generator()
         best = None
         for _ in range(self.n_init):
             result = self._em.run(self, x, {"centres": self._initial_centres(x, g)})
@@ -144,21 +145,22 @@ class KMeans(MixtureEstimator):
 
     def predict(self, x: Tensor | np.ndarray) -> Tensor:
         """The index of the nearest centre for every row of ``x``."""
-        self._check_fitted()
-        x = check_data(x, n_features=self.cluster_centers_.shape[1])
-        centres = self.cluster_centers_.to(x)
-        return self._map_rows(lambda c: squared_distances(c, centres).argmin(1), x)
+        return self._distances(lambda d2: d2.argmin(1), x)
 
     def transform(self, x: Tensor | np.ndarray) -> Tensor:
         """Euclidean distances of every row of ``x`` to every centre, ``(n, K)``."""
-        self._check_fitted()
-        x = check_data(x, n_features=self.cluster_centers_.shape[1])
-        centres = self.cluster_centers_.to(x)
-        return self._map_rows(lambda c: squared_distances(c, centres).sqrt(), x)
+        return self._distances(torch.sqrt, x)
 
     def score(self, x: Tensor | np.ndarray) -> float:
         """Minus the inertia of ``x`` under the fitted centres (scikit-learn's sign)."""
-        return -float(self.transform(x).min(1).values.square().sum())
+        return -float(self._distances(lambda d2: d2.min(1).values, x).sum())
+
+    def _distances(self, fn: Callable[[Tensor], Tensor], x: Tensor | np.ndarray) -> Tensor:
+        """``fn`` of the squared distances to the centres, chunk by chunk of rows."""
+        self._check_fitted()
+        x = check_data(x, n_features=self.cluster_centers_.shape[1])
+        centres = self.cluster_centers_.to(x)
+        return self._map_rows(lambda c: fn(squared_distances(c, centres)), x)
 
     def _initial_centres(self, x: Tensor, g: torch.Generator) -> Tensor:
         k = self.n_clusters
@@ -225,7 +227,7 @@ class KMeans(MixtureEstimator):
     def _svi_init(self, x: Tensor) -> Tensor:
         if hasattr(self, "cluster_centers_"):
             return self.cluster_centers_.to(x).clone()
-        return self._initial_centres(x, self._generator(x))
+        return self._initial_centres(x, self._generator())
 
 
 def _feature_variance(x: Tensor) -> Tensor:

@@ -69,7 +69,7 @@ class PLSA(MixtureEstimator):
     ) -> None:
         super().__init__(
             n_topics, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
-            seed=seed, name="n_topics",
+            seed=seed, count_name="n_topics",
         )  # fmt: skip
         self.n_topics, self.name = n_topics, name
 
@@ -79,7 +79,7 @@ class PLSA(MixtureEstimator):
         if not float(counts.sum()) > 0:
             raise ValueError("counts: expected at least one positive count")
         self._use_chunks(self.n_topics + counts.shape[1])
-        g = self._generator(counts)
+        g = self._generator()
         result = self._em.fit(self, counts, lambda _: self._initial_params(counts, g))
         self.p_w_given_z = result.params["p_w_given_z"]
         self.p_z_given_d = result.params["p_z_given_d"]
@@ -158,7 +158,7 @@ class PLSA(MixtureEstimator):
         if f"{self.name}.p_w_given_z" in pyro.get_param_store():
             return {"p_w_given_z": None, "p_z_given_d": None}
         if not hasattr(self, "p_w_given_z"):
-            params = self._initial_params(counts, self._generator(counts))
+            params = self._initial_params(counts, self._generator())
             self.p_w_given_z, self.p_z_given_d = params["p_w_given_z"], params["p_z_given_d"]
         return {"p_w_given_z": self.p_w_given_z.clone(), "p_z_given_d": self.p_z_given_d.clone()}
 

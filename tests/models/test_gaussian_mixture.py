@@ -210,7 +210,7 @@ def test_svi_reaches_the_em_log_likelihood():
     same objective needs 445 steps to come within 0.01 nats per sample and 953 within 0.001."""
     x = torch.as_tensor(blobs(300))
     start = GaussianMixture(3, seed=0, init_params="kmeans")
-    start._set_params(start._initial_params(x, start._generator(x)))
+    start._set_params(start._initial_params(x, start._generator()))
     em = GaussianMixture(3, seed=0, init_params="kmeans", tol=1e-8, max_iter=500).fit(x)
     svi_gmm = GaussianMixture(3, name="svi")
     svi_gmm.__dict__.update({k: v for k, v in start.__dict__.items() if k.endswith("_")})
