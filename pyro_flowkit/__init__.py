@@ -20,6 +20,7 @@ __all__ = [
     "data",
     "distributions",
     "flows",
+    "guides",
     "inference",
     "metrics",
     "models",
@@ -27,7 +28,7 @@ __all__ = [
     "transforms",
 ]
 
-_LAZY = {"models", "inference", "cli"}
+_LAZY = {"models", "inference", "cli", "guides"}
 
 
 def __getattr__(name: str) -> ModuleType:
