@@ -36,6 +36,8 @@ def test_readme_python_blocks_run():
     assert namespace["chains"].shape == (16, 500, 2) and namespace["summary"]["r_hat"].max() < 1.1
     assert abs(namespace["rate"].mean().item() - 16 / 5) < 0.4  # Gamma(16, 5) posterior
     assert namespace["fresh"].shape == (256, 1, 2) and len(namespace["history"]["loss"]) == 50
+    assert namespace["khat"] < 1.0 and namespace["median"]["x1"].shape == ()
+    assert namespace["posterior"].posterior["x2"].shape == (1, 500)
     gmm, gmm_svi, points = namespace["gmm"], namespace["gmm_svi"], namespace["points"]
     assert gmm.converged_ and namespace["labels"].shape == (2000,)
     assert abs(gmm_svi.score(points) - gmm.score(points)) < 0.1  # one objective, one start
