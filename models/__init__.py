@@ -5,12 +5,16 @@ Installed as ``pyro_flowkit.models``.
 
 from pyro_flowkit.models.bernoulli_mixture import BernoulliMixture
 from pyro_flowkit.models.energy import EnergyModel, energy_mlp
+from pyro_flowkit.models.fvae import FVAE
 from pyro_flowkit.models.gaussian_mixture import GaussianMixture
 from pyro_flowkit.models.kmeans import KMeans, kmeans_plusplus
 from pyro_flowkit.models.plsa import PLSA
+from pyro_flowkit.models.vae import VAE
 
 __all__ = [
+    "FVAE",
     "PLSA",
+    "VAE",
     "BernoulliMixture",
     "EnergyModel",
     "GaussianMixture",

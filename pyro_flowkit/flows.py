@@ -50,6 +50,7 @@ __all__ = [
     "flow_distribution",
     "glow",
     "iresnet",
+    "leaf_transforms",
     "nice",
     "realnvp",
     "residual_flow",
@@ -378,14 +379,14 @@ def flow_distribution(
     base = StandardNormal(shape, temperature, device=device, dtype=dtype, validate_args=False)
     if isinstance(flow, ConditionalTransform):
         return _FlatConditionalDistribution(base, [flow])
-    return FlowDistribution(base, _leaves(flow))
+    return FlowDistribution(base, leaf_transforms(flow))
 
 
-def _leaves(t: Transform) -> list[Transform]:
+def leaf_transforms(t: Transform) -> list[Transform]:
     """The parts of nested ``ComposeTransform``s in order: ``TransformedDistribution`` then scores
     part by part, without ``ComposeTransform`` rebuilding its inverse and intermediates per call."""
     if isinstance(t, ComposeTransform):
-        return [leaf for part in t.parts for leaf in _leaves(part)]
+        return [leaf for part in t.parts for leaf in leaf_transforms(part)]
     return [t]
 
 
@@ -396,5 +397,5 @@ class _FlatConditionalDistribution(ConditionalTransformedDistribution):
 
     def condition(self, context: torch.Tensor) -> dist.TransformedDistribution:
         base = self.base_dist.condition(context).expand(context.shape[:-1])
-        parts = [leaf for t in self.transforms for leaf in _leaves(t.condition(context))]
+        parts = [leaf for t in self.transforms for leaf in leaf_transforms(t.condition(context))]
         return FlowDistribution(base, parts)

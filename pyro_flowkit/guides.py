@@ -29,6 +29,7 @@ from torch.distributions import biject_to
 
 from pyro_flowkit import flows
 from pyro_flowkit._optional import import_arviz
+from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.nn.mlp import check_positive
 from pyro_flowkit.residual_flows import iresnet
 
@@ -36,11 +37,13 @@ __all__ = [
     "AmortizedFlowGuide",
     "AutoFlow",
     "amortized_posterior",
+    "encoder_posterior",
     "psis_diagnostic",
     "to_inference_data",
 ]
 
 FLOWS = ("realnvp", "nice", "iresnet")
+MIN_SCALE = 1e-4  # floor of an encoder's posterior scale
 
 
 def _build_flow(flow: str | Callable[[int], nn.Module], dim: int, **flow_kw: object) -> nn.Module:
@@ -164,18 +167,35 @@ class AutoFlow(AutoContinuous):
 
 def amortized_posterior(
     flow: nn.Module | None, loc: Tensor, scale: Tensor, context: Tensor | None = None
-) -> dist.Distribution:
+) -> FlowDistribution:
     r""":math:`q(z \mid x)`: :math:`z = F_h(\mu + \sigma \odot u)`, :math:`u \sim N(0, I)`.
 
     ``loc``, ``scale`` (and ``context`` :math:`h`) are an encoder's outputs of shape
     ``batch + (latent_dim,)`` (``batch + (context_dim,)``); ``flow`` is a conditional flow
     (``ConditionalTransformModule``; ``None`` gives the Gaussian posterior). A new conditional flow
-    is the identity, so :math:`q` starts as the Gaussian encoder's.
+    is the identity, so :math:`q` starts as the Gaussian encoder's. The flow's parts are scored one
+    by one, and they cache their pass, so scoring a sample of :math:`q` runs no network again.
     """
     base = dist.Normal(loc, scale).to_event(1)
-    if flow is None:
-        return base
-    return dist.TransformedDistribution(base, [flow.condition(context)])
+    parts = [] if flow is None else flows.leaf_transforms(flow.condition(context))
+    return FlowDistribution(base, parts)
+
+
+def encoder_posterior(
+    out: Tensor, latent_dim: int, context_dim: int, flow: nn.Module | None
+) -> FlowDistribution:
+    r""":func:`amortized_posterior` from an encoder's output ``out`` of size
+    ``2 * latent_dim + context_dim``: :math:`(\mu, \rho, h)` with
+    :math:`\sigma = \operatorname{softplus}(\rho) + 10^{-4}`."""
+    expected = 2 * latent_dim + context_dim
+    if out.shape[-1] != expected:
+        raise ValueError(
+            f"encoder: expected outputs of size 2 * latent_dim + context_dim = {expected}, "
+            f"got {tuple(out.shape)}"
+        )
+    loc, raw, context = out.split([latent_dim, latent_dim, context_dim], -1)
+    scale = nn.functional.softplus(raw) + MIN_SCALE
+    return amortized_posterior(flow, loc, scale, context if context_dim else None)
 
 
 class AmortizedFlowGuide(PyroModule):
@@ -233,18 +253,9 @@ class AmortizedFlowGuide(PyroModule):
             kw = {"dropout": 0.0, "hidden_dims": (64, 64), **flow_kw}
             self.flow = flows.conditional_realnvp(latent_dim, context_dim, **kw)
 
-    def posterior(self, x: Tensor) -> dist.Distribution:
+    def posterior(self, x: Tensor) -> FlowDistribution:
         """:math:`q(z \\mid x)` for a batch of rows, batch shape ``(n,)``."""
-        out = self.encoder(x)
-        expected = 2 * self.latent_dim + self.context_dim
-        if out.shape[-1] != expected:
-            raise ValueError(
-                f"encoder: expected outputs of size 2 * latent_dim + context_dim = {expected}, "
-                f"got {tuple(out.shape)}"
-            )
-        loc, raw, context = out.split([self.latent_dim, self.latent_dim, self.context_dim], -1)
-        scale = nn.functional.softplus(raw) + 1e-4
-        return amortized_posterior(self.flow, loc, scale, context if self.context_dim else None)
+        return encoder_posterior(self.encoder(x), self.latent_dim, self.context_dim, self.flow)
 
     def forward(self, *args: object, **kwargs: object) -> dict[str, Tensor]:
         x = self._data(*args, **kwargs)
