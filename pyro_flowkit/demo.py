@@ -16,7 +16,7 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 
-from pyro_flowkit import data, flows, langevin_demo, metrics, mixture_demo
+from pyro_flowkit import data, flows, langevin_demo, metrics, mixture_demo, vae_demo
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import Logit, set_logdet
@@ -184,7 +184,8 @@ def demo(
 
     Writes ``density_<toy>.png``, ``density_iresnet_<toy>.png``, ``digits_samples.png``,
     ``glow_samples.png`` (temperatures 1.0 and 0.7), ``ebm_8gaussians.png``, ``mala_trace.png``,
-    ``gmm_pinwheel.png`` and ``metrics.json`` to ``out`` and returns the metrics.
+    ``gmm_pinwheel.png``, ``vae_samples.png`` and ``metrics.json`` to ``out`` and returns the
+    metrics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -206,6 +207,7 @@ def demo(
     ebm = langevin_demo.ebm_demo(out, steps["ebm"], progress=progress)
     mala = langevin_demo.mala_demo(out, thin=2 if quick else 10, progress=progress)
     gmm = mixture_demo.gmm_demo(out, svi_steps=300 if quick else 1000)
+    vaes = vae_demo.vae_demo(out, *((100, 40) if quick else (1500, 600)), progress=progress)
     report = {
         "toy": {"dataset": toy, "model": "realnvp", **toy_fit.metrics},
         "toy_iresnet": {"dataset": toy, "model": "iresnet", **ires_fit.metrics},
@@ -216,6 +218,7 @@ def demo(
         "ebm_8gaussians": ebm,
         "mala_logistic_regression": mala,
         "gmm_pinwheel": gmm,
+        "vae_digits": vaes,
         "quick": quick,
     }
     _print_report(report)
@@ -267,6 +270,7 @@ def _print_report(report: dict) -> None:
         )
     _print_langevin(report["ebm_8gaussians"], report["mala_logistic_regression"])
     _print_mixture(report["gmm_pinwheel"])
+    _print_vaes(report["vae_digits"])
     if not math.isfinite(digits["realnvp"]["test_bits_per_dim"]):
         raise FloatingPointError("the RealNVP test bits/dim is not finite")
 
@@ -293,3 +297,12 @@ def _print_mixture(gmm: dict) -> None:
         f"{gmm['em_seconds']:.2f} s), SVI {gmm['svi_test_log_likelihood']:.4f} "
         f"({gmm['svi_steps']} Adam steps, {gmm['svi_seconds']:.1f} s)"
     )
+
+
+def _print_vaes(vaes: dict) -> None:
+    for key, name in [("vae", "VAE (flow encoder)"), ("fvae", "f-VAE (Glow)")]:
+        r = vaes[key]
+        print(
+            f"{name} on digits: test bits/dim {r['test_bits_per_dim']:.3f} (IWAE, 100 samples; "
+            f"{r['parameters']} parameters, {r['steps']} steps, {r['train_seconds']:.0f} s)"
+        )

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -59,7 +60,10 @@ def test_quick_demo(tmp_path):
     gmm = report["gmm_pinwheel"]
     assert gmm["em_iterations"] < 500 and gmm["em_test_log_likelihood"] > -3.0
     assert gmm["svi_test_log_likelihood"] > -3.5
-    for name in ("ebm_8gaussians.png", "mala_trace.png", "gmm_pinwheel.png"):
+    vaes = report["vae_digits"]
+    assert all(math.isfinite(r["test_bits_per_dim"]) for r in vaes.values())
+    assert vaes["fvae"]["test_bits_per_dim"] < report["digits"]["uniform_bits_per_dim"]
+    for name in ("ebm_8gaussians.png", "mala_trace.png", "gmm_pinwheel.png", "vae_samples.png"):
         assert (tmp_path / name).exists()
 
 

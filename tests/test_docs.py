@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import pyro_flowkit
 import pyro_flowkit.inference
@@ -38,6 +39,15 @@ def test_readme_python_blocks_run():
     assert namespace["fresh"].shape == (256, 1, 2) and len(namespace["history"]["loss"]) == 50
     assert namespace["khat"] < 1.0 and namespace["median"]["x1"].shape == ()
     assert namespace["posterior"].posterior["x2"].shape == (1, 500)
+    assert namespace["digits"].shape == (16, 1, 8, 8) and namespace["bpd"].shape == (8,)
+    assert (
+        len(namespace["vae_losses"]) == 20
+        and namespace["vae_losses"][-1] < namespace["vae_losses"][0]
+    )
+    assert (
+        torch.isfinite(namespace["bound"]).all()
+        and namespace["fvae_losses"][-1] < namespace["fvae_losses"][0]
+    )
     gmm, gmm_svi, points = namespace["gmm"], namespace["gmm_svi"], namespace["points"]
     assert gmm.converged_ and namespace["labels"].shape == (2000,)
     assert abs(gmm_svi.score(points) - gmm.score(points)) < 0.1  # one objective, one start
