@@ -316,6 +316,8 @@ class VAE(_LatentVariableModel):
         flow_layers, flow_hidden_dims: couplings and their conditioners' widths (flow encoder).
         context_dim: size of the context :math:`h(x)` (flow encoder).
         num_levels: levels of the quantised data, for :meth:`bits_per_dim`.
+        init_scale: the decoder's initial per-pixel noise scale (Gaussian likelihoods; default
+            1 for ``"gaussian"``, 0.1 for ``"dequantized"``, whose pixels lie in [0, 1)).
         name: prefix of the Pyro sites (``f"{name}.z"``, ``f"{name}.x"``, plate
             ``f"{name}.data"``) and params.
 
@@ -339,6 +341,7 @@ class VAE(_LatentVariableModel):
         flow_hidden_dims: Sequence[int] = (64, 64),
         context_dim: int = 32,
         num_levels: int = 17,
+        init_scale: float | None = None,
         name: str = "vae",
     ) -> None:
         if likelihood not in LIKELIHOODS:
@@ -366,7 +369,12 @@ class VAE(_LatentVariableModel):
         self.decoder_net = MLP(latent_dim, features, hidden_dims, zero_init=False)
         self.log_scale = None
         if likelihood != "bernoulli":
-            self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
+            if init_scale is None:  # dequantised pixels live in [0, 1): start at 0.1, not 1
+                init_scale = 0.1 if likelihood == "dequantized" else 1.0
+            if not (isinstance(init_scale, int | float) and init_scale > 0):
+                raise ValueError(f"init_scale: expected a positive number, got {init_scale!r}")
+            start = torch.full(self.event_shape, math.log(init_scale))
+            self.log_scale = nn.Parameter(start)
 
     def _check_values(self, x: Tensor, name: str) -> None:
         if self.likelihood == "bernoulli" and not bool(((x >= 0) & (x <= 1)).all()):

@@ -94,7 +94,8 @@ def load_breast_cancer(split: str = "train") -> tuple[Tensor, Tensor]:
 def dequantize(
     v: Tensor, num_levels: int = DIGITS_LEVELS, generator: torch.Generator | None = None
 ) -> Tensor:
-    r"""Uniform dequantisation :math:`y = (v + u) / L`, :math:`u \sim U[0, 1)`, into :math:`[0, 1)`.
+    r"""Uniform dequantisation :math:`y = (v + u) / L`, :math:`u \sim U[0, 1)`, into :math:`[0, 1)`
+    (values that round up to 1 are set to the largest float below 1).
 
     A density :math:`p` fitted to :math:`y` bounds the discrete log-likelihood of :math:`v`:
     :math:`\log P(v) \ge \mathbb{E}_u[\log p(y)] - D \log L` (Theis et al., 2016).
@@ -109,7 +110,10 @@ def dequantize(
     if not isinstance(num_levels, int) or num_levels < 1:
         raise ValueError(f"num_levels: expected a positive integer, got {num_levels!r}")
     noise = torch.rand(v.shape, generator=generator, dtype=v.dtype, device=v.device)
-    return (v + noise) / num_levels
+    y = (v + noise) / num_levels
+    # (L - 1 + u) / L rounds up to exactly 1 for u close to 1 (float32: ~7 in 10 million values)
+    below_one = torch.nextafter(torch.ones((), dtype=y.dtype), torch.zeros((), dtype=y.dtype))
+    return y.clamp_(max=below_one.item())
 
 
 def _moons(n: int, g: torch.Generator) -> Tensor:

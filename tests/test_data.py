@@ -41,6 +41,15 @@ def test_dequantize_stays_in_its_cell():
         data.dequantize(v.long())
 
 
+def test_dequantize_never_reaches_one_in_float32():
+    # (16 + u) / 17 rounds up to 1.0 in float32 for about 7 in 10 million draws (7 with seed 0)
+    top = torch.full((10_000_000,), 16.0)
+    y = data.dequantize(top, 17, torch.Generator().manual_seed(0))
+    assert y.max().item() < 1.0 and y.dtype == torch.float32
+    raw = (top + torch.rand(top.shape, generator=torch.Generator().manual_seed(0))) / 17
+    assert (raw == 1.0).any()  # the case the clamp exists for does occur with this seed
+
+
 @pytest.mark.parametrize("name", sorted(data.TOY_2D))
 def test_toy_2d(name):
     x = data.toy_2d(name, 2000, seed=3)
