@@ -46,13 +46,16 @@ FLOWS = ("realnvp", "nice", "iresnet")
 MIN_SCALE = 1e-4  # floor of an encoder's posterior scale
 
 
+def _check_flow(flow: object) -> None:
+    if not (flow in FLOWS if isinstance(flow, str) else callable(flow)):
+        raise ValueError(f"flow: expected one of {FLOWS} or a callable, got {flow!r}")
+
+
 def _build_flow(flow: str | Callable[[int], nn.Module], dim: int, **flow_kw: object) -> nn.Module:
     """A flow on ``dim``-vectors that starts as the identity (dropout off: a guide must be a fixed
-    map so that its log-density is that of its samples)."""
-    if callable(flow) and not isinstance(flow, str):
+    map so that its log-density is that of its samples); ``flow`` passed :func:`_check_flow`."""
+    if not isinstance(flow, str):
         return flow(dim, **flow_kw)
-    if flow not in FLOWS:
-        raise ValueError(f"flow: expected one of {FLOWS} or a callable, got {flow!r}")
     if dim < 2:
         raise ValueError(
             f"flow: a {flow} flow needs at least 2 latent dimensions, the model has {dim}; "
@@ -109,8 +112,7 @@ class AutoFlow(AutoContinuous):
         if not init_scale > 0:
             raise ValueError(f"init_scale: expected a positive number, got {init_scale!r}")
         check_positive("num_quantile_samples", num_quantile_samples)
-        if isinstance(flow, str) and flow not in FLOWS:
-            raise ValueError(f"flow: expected one of {FLOWS} or a callable, got {flow!r}")
+        _check_flow(flow)
         self._flow_spec, self._flow_kw = flow, flow_kw
         self._init_scale, self._num_quantile_samples = init_scale, num_quantile_samples
         super().__init__(model, init_loc_fn=init_loc_fn)
