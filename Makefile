@@ -54,7 +54,9 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/residual_flows.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/langevin.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/em_mixtures.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/em_svi.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/vae_digits.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/guides.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

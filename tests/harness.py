@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import torch
+from pyro import poutine
 from pyro.distributions.conditional import ConstantConditionalTransform
 from torch.distributions import ComposeTransform, Transform
 from torch.distributions.utils import _sum_rightmost
@@ -77,3 +78,10 @@ def state_dict_round_trip(module: torch.nn.Module) -> dict:
     torch.save(module.state_dict(), buffer)
     buffer.seek(0)
     return torch.load(buffer, weights_only=True)
+
+
+def guide_and_model_traces(model, guide, *args, **kwargs) -> tuple:  # noqa: ANN001
+    """The guide's trace and the model's trace replayed on it (what ``Trace_ELBO`` scores)."""
+    guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    return guide_trace, model_trace

@@ -5,6 +5,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from harness import guide_and_model_traces
 from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal, init_to_value
 from torch import nn
@@ -47,10 +48,11 @@ def elbo_and_khat(model, guide):
 def test_autoflow_beats_autonormal_in_elbo_and_khat(model):
     """Both targets are normalised, so the ELBO's optimum is 0 (log Z) and the gap is the KL.
 
-    Over seeds 0-5 (1500 steps, k-hat the mean of three estimates from 20,000 draws): banana ELBO
-    -0.02..-0.33 against -0.54..-0.59 and k-hat 0.37-0.81 against 0.78-0.87 (lower in 6 of 6);
-    funnel ELBO -0.45..-1.17 against -1.96..-2.02 and k-hat 0.70-0.92 against 0.84-0.96 (lower
-    in 4 of 6): on the funnel both stay at or above 0.7, where PSIS says neither is trustworthy.
+    ``benchmarks/guides.py`` (the same protocol, seeds 0-5): banana ELBO -0.05..-0.17 against
+    -0.55..-0.59 and k-hat 0.41-0.72 against 0.74-0.92; funnel ELBO -0.47..-0.83 against
+    -1.95..-2.00 and k-hat 0.72-0.82 against 0.81-1.01, lower in every seed but at or above 0.7
+    for both, where PSIS says neither is trustworthy; in an earlier study with another order of
+    random draws the funnel's k-hat was lower in only 4 of 6 seeds, hence the tolerance below.
     """
     torch.set_default_dtype(torch.float64)
     try:
@@ -177,10 +179,7 @@ def test_subsampled_plate_shapes_and_scaling():
     x = torch.randn(100, 3)
     guide = AmortizedFlowGuide("z", "rows", encoder(4), 2, 4, subsample_size=10,
                                num_layers=2, hidden_dims=(8,))  # fmt: skip
-    guide_trace = pyro.poutine.trace(guide).get_trace(x)
-    model_trace = pyro.poutine.trace(
-        pyro.poutine.replay(linear_gaussian, trace=guide_trace)
-    ).get_trace(x)
+    guide_trace, model_trace = guide_and_model_traces(linear_gaussian, guide, x)
     z = guide_trace.nodes["z"]
     assert z["value"].shape == (10, 2) and z["scale"] == pytest.approx(10.0)
     assert model_trace.nodes["x"]["value"].shape == (10, 3)

@@ -7,6 +7,7 @@ import math
 import pyro
 import pytest
 import torch
+from harness import guide_and_model_traces
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch.autograd.functional import jacobian
@@ -121,8 +122,7 @@ def test_the_model_reads_F_inverse_from_the_cache(shape):
     Trace_ELBO().loss(fvae.model, fvae.guide, x)  # guide sample, its log q, model's F^{-1}(z)
     assert set(calls.values()) == {1}  # every conditioner ran once: in the guide's pass
     pyro.set_rng_seed(6)
-    guide = poutine.trace(fvae.guide).get_trace(x)
-    model = poutine.trace(poutine.replay(fvae.model, trace=guide)).get_trace(x)
+    guide, model = guide_and_model_traces(fvae.model, fvae.guide, x)
     assert set(calls.values()) == {2}
     z = guide.nodes["fvae.z"]["value"]
     with torch.no_grad():
@@ -155,8 +155,7 @@ def test_glow_images_under_a_subsampled_plate():
     pyro.set_rng_seed(7)
     loss = Trace_ELBO().loss(fvae.model, fvae.guide, x, subsample_size=3)
     pyro.set_rng_seed(7)
-    guide = poutine.trace(fvae.guide).get_trace(x, subsample_size=3)
-    model = poutine.trace(poutine.replay(fvae.model, trace=guide)).get_trace(x, subsample_size=3)
+    guide, model = guide_and_model_traces(fvae.model, fvae.guide, x, subsample_size=3)
     idx = guide.nodes["fvae.data"]["value"]
     z, obs = guide.nodes["fvae.z"], model.nodes["fvae.x"]
     assert z["value"].shape == obs["value"].shape == (3, 1, 8, 8)

@@ -207,7 +207,8 @@ def test_model_log_likelihood_is_the_em_objective(covariance_type):
 
 def test_svi_reaches_the_em_log_likelihood():
     """Side by side from one K-means start: EM converges in 7 iterations; Adam (lr 0.05) on the
-    same objective needs 445 steps to come within 0.01 nats per sample and 953 within 0.001."""
+    same objective needs 446 steps to come within 0.01 nats per sample and 954 within 0.001
+    (``benchmarks/em_svi.py``)."""
     x = torch.as_tensor(blobs(300))
     start = GaussianMixture(3, seed=0, init_params="kmeans")
     start._set_params(start._initial_params(x, start._generator()))

@@ -6,6 +6,7 @@ import math
 import pyro
 import pytest
 import torch
+from harness import guide_and_model_traces
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
@@ -31,8 +32,7 @@ def test_subsampled_plate_shapes_and_scaled_trace_elbo(encoder):
     pyro.set_rng_seed(1)
     loss = Trace_ELBO().loss(vae.model, vae.guide, x, subsample_size=5)
     pyro.set_rng_seed(1)
-    guide = poutine.trace(vae.guide).get_trace(x, subsample_size=5)
-    model = poutine.trace(poutine.replay(vae.model, trace=guide)).get_trace(x, subsample_size=5)
+    guide, model = guide_and_model_traces(vae.model, vae.guide, x, subsample_size=5)
     idx = guide.nodes["vae.data"]["value"]
     assert idx.shape == (5,) and torch.equal(model.nodes["vae.data"]["value"], idx)
     z, obs = guide.nodes["vae.z"], model.nodes["vae.x"]
