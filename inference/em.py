@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pyro_flowkit.errors import ConvergenceWarning
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.nn.mlp import check_positive, check_positive_number
 
 __all__ = ["EM", "EMModel", "EMResult", "Params", "distributed", "chunk_slices"]
 
@@ -134,8 +134,7 @@ class EM:
         check_positive("n_init", n_init)
         if chunk_size is not None:
             check_positive("chunk_size", chunk_size)
-        if not tol >= 0:
-            raise ValueError(f"tol: expected a non-negative number, got {tol!r}")
+        check_positive_number("tol", tol, allow_zero=True)
         self.max_iter = max_iter
         self.tol = float(tol)
         self.chunk_size = chunk_size

@@ -15,15 +15,14 @@ from pyro_flowkit.inference.langevin import (
     mala_step,
     ula_step,
 )
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.nn.mlp import check_positive, check_positive_number
 
 __all__ = ["check_langevin_args", "check_step_size", "sample_langevin"]
 
 
 def check_step_size(step_size: float) -> None:
     """Raise ``ValueError`` unless ``step_size`` is a positive number."""
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
-        raise ValueError(f"step_size: expected a positive number, got {step_size!r}")
+    check_positive_number("step_size", step_size)
 
 
 def check_langevin_args(step_size: float, target_accept_prob: float) -> None:

@@ -36,7 +36,7 @@ from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.flows import glow, leaf_transforms, realnvp
 from pyro_flowkit.models.vae import _LatentVariableModel
 from pyro_flowkit.nn.conv import ConvNet
-from pyro_flowkit.nn.mlp import MLP, check_positive
+from pyro_flowkit.nn.mlp import MLP, check_positive, check_positive_number
 from pyro_flowkit.transforms._base import EventShape
 
 __all__ = ["FVAE"]
@@ -165,8 +165,7 @@ class FVAE(_LatentVariableModel):
         self.decoder_net = _mean_net(decoder, "decoder", self.event_shape, hidden)
 
     def _set_log_scale(self, arg: str, value: float, learn: bool) -> None:
-        if not (isinstance(value, int | float) and 0 < value < math.inf):
-            raise ValueError(f"{arg}: expected a positive number, got {value!r}")
+        check_positive_number(arg, value)
         log_value = torch.tensor(math.log(value))
         if learn:
             setattr(self, f"log_{arg}", nn.Parameter(log_value))

@@ -43,7 +43,7 @@ from pyro_flowkit.flows import conditional_realnvp
 from pyro_flowkit.guides import encoder_posterior
 from pyro_flowkit.inference.training import minibatches
 from pyro_flowkit.metrics import bits_per_dim
-from pyro_flowkit.nn.mlp import MLP, check_positive
+from pyro_flowkit.nn.mlp import MLP, check_positive, check_positive_number
 from pyro_flowkit.transforms import as_event_shape
 from pyro_flowkit.transforms._base import EventShape
 
@@ -181,10 +181,8 @@ class _LatentVariableModel(PyroModule):
             FloatingPointError: when a loss is NaN or infinite.
         """
         data = self._check_x(data, "data")
-        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-            raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
-        if not lr > 0:
-            raise ValueError(f"lr: expected a positive number, got {lr!r}")
+        check_positive("steps", steps, allow_zero=True)
+        check_positive_number("lr", lr)
         if seed is not None:
             pyro.set_rng_seed(seed)
         svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
@@ -371,8 +369,7 @@ class VAE(_LatentVariableModel):
         if likelihood != "bernoulli":
             if init_scale is None:  # dequantised pixels live in [0, 1): start at 0.1, not 1
                 init_scale = 0.1 if likelihood == "dequantized" else 1.0
-            if not (isinstance(init_scale, int | float) and init_scale > 0):
-                raise ValueError(f"init_scale: expected a positive number, got {init_scale!r}")
+            check_positive_number("init_scale", init_scale)
             start = torch.full(self.event_shape, math.log(init_scale))
             self.log_scale = nn.Parameter(start)
 

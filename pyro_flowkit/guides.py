@@ -30,8 +30,7 @@ from torch.distributions import biject_to
 from pyro_flowkit import flows
 from pyro_flowkit._optional import import_arviz
 from pyro_flowkit.distributions import FlowDistribution
-from pyro_flowkit.nn.mlp import check_positive
-from pyro_flowkit.residual_flows import iresnet
+from pyro_flowkit.nn.mlp import check_positive, check_positive_number
 
 __all__ = [
     "AmortizedFlowGuide",
@@ -63,7 +62,7 @@ def _build_flow(flow: str | Callable[[int], nn.Module], dim: int, **flow_kw: obj
         )
     if flow == "iresnet":
         kw = {"logdet": "exact" if dim <= 32 else "roulette", "direction": "sample", **flow_kw}
-        return iresnet(dim, **kw)
+        return flows.iresnet(dim, **kw)
     kw = {"hidden_dims": (64, 64), "dropout": 0.0, **flow_kw}
     return (flows.realnvp if flow == "realnvp" else flows.nice)(dim, **kw)
 
@@ -109,8 +108,7 @@ class AutoFlow(AutoContinuous):
         num_quantile_samples: int = 4000,
         **flow_kw: object,
     ) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"init_scale: expected a positive number, got {init_scale!r}")
+        check_positive_number("init_scale", init_scale)
         check_positive("num_quantile_samples", num_quantile_samples)
         _check_flow(flow)
         self._flow_spec, self._flow_kw = flow, flow_kw

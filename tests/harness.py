@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 
+import pyro
+import pytest
 import torch
 from pyro import poutine
 from pyro.distributions.conditional import ConstantConditionalTransform
+from pyro.infer import Trace_ELBO
 from torch.distributions import ComposeTransform, Transform
 from torch.distributions.utils import _sum_rightmost
 
@@ -85,3 +88,28 @@ def guide_and_model_traces(model, guide, *args, **kwargs) -> tuple:  # noqa: ANN
     guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
     return guide_trace, model_trace
+
+
+def check_subsampled_elbo(model, guide, x, subsample_size: int, name: str, seed: int = 0) -> tuple:  # noqa: ANN001
+    """Assert that ``model`` and ``guide`` (sites ``f"{name}.z"``, ``f"{name}.x"`` in the plate
+    ``f"{name}.data"``) share one subsample of the rows of ``x``, observe exactly those rows, and
+    that ``Trace_ELBO``'s loss is ``N / n`` times the unscaled loss of the subsample; returns the
+    latent and the observed sites."""
+    pyro.set_rng_seed(seed)
+    loss = Trace_ELBO().loss(model, guide, x, subsample_size=subsample_size)
+    pyro.set_rng_seed(seed)
+    guide_trace, model_trace = guide_and_model_traces(
+        model, guide, x, subsample_size=subsample_size
+    )
+    idx = guide_trace.nodes[f"{name}.data"]["value"]
+    assert idx.shape == (subsample_size,)
+    assert torch.equal(model_trace.nodes[f"{name}.data"]["value"], idx)
+    z, obs = guide_trace.nodes[f"{name}.z"], model_trace.nodes[f"{name}.x"]
+    scale = len(x) / subsample_size
+    assert torch.equal(obs["value"], x[idx]) and obs["scale"] == scale == z["scale"]
+    sites = (f"{name}.z", f"{name}.x")
+    log_p = sum(model_trace.nodes[s]["fn"].log_prob(model_trace.nodes[s]["value"]) for s in sites)
+    log_q = z["fn"].log_prob(z["value"])
+    assert log_p.shape == log_q.shape == (subsample_size,)
+    assert loss == pytest.approx(-scale * (log_p - log_q).sum().item(), rel=1e-12)
+    return z, obs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch  # noqa: F401 (the docstring examples use it)
@@ -85,6 +86,15 @@ class MLP(nn.Module):
             if i:
                 h = layer(relu_dropout(h, self.dropout, self._masks, self.training))
         return h
+
+
+def check_positive_number(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number above 0 (or
+    at least 0 with ``allow_zero``); booleans are refused."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ValueError(f"{name}: expected {kind} number, got {value!r}")
 
 
 def check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:

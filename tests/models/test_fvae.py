@@ -7,7 +7,7 @@ import math
 import pyro
 import pytest
 import torch
-from harness import guide_and_model_traces
+from harness import check_subsampled_elbo, guide_and_model_traces
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch.autograd.functional import jacobian
@@ -152,18 +152,8 @@ def test_iwae_tends_to_the_marginal_likelihood_of_the_linear_gaussian_model():
 def test_glow_images_under_a_subsampled_plate():
     fvae = glow_fvae(encoder="conv", hidden=8)
     x = digits(12)
-    pyro.set_rng_seed(7)
-    loss = Trace_ELBO().loss(fvae.model, fvae.guide, x, subsample_size=3)
-    pyro.set_rng_seed(7)
-    guide, model = guide_and_model_traces(fvae.model, fvae.guide, x, subsample_size=3)
-    idx = guide.nodes["fvae.data"]["value"]
-    z, obs = guide.nodes["fvae.z"], model.nodes["fvae.x"]
+    z, obs = check_subsampled_elbo(fvae.model, fvae.guide, x, 3, "fvae", seed=7)
     assert z["value"].shape == obs["value"].shape == (3, 1, 8, 8)
-    assert torch.equal(obs["value"], x[idx]) and obs["scale"] == 4.0 == z["scale"]
-    terms = [model.nodes[s]["fn"].log_prob(model.nodes[s]["value"]) for s in ("fvae.z", "fvae.x")]
-    log_q = z["fn"].log_prob(z["value"])
-    assert log_q.shape == (3,)
-    assert loss == pytest.approx(-4.0 * (sum(terms) - log_q).sum().item(), rel=1e-12)
 
 
 def test_fit_lowers_the_loss_and_fixed_noise_keeps_sigma1():
