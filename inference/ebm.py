@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from pyro_flowkit.inference.sampling import check_step_size
 from pyro_flowkit.inference.training import minibatches
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.validation import check_count, check_positive, check_probability
 
 __all__ = ["ReplayBuffer", "langevin_dynamics", "train_ebm"]
 
@@ -66,11 +66,9 @@ class ReplayBuffer:
     def __init__(
         self, capacity: int, init_fn: Callable[[int], Tensor], reinit_prob: float = 0.05
     ) -> None:
-        check_positive("capacity", capacity)
-        if not 0 <= reinit_prob <= 1:
-            raise ValueError(f"reinit_prob: expected a probability in [0, 1], got {reinit_prob!r}")
+        check_count("capacity", capacity)
         self.init_fn = init_fn
-        self.reinit_prob = reinit_prob
+        self.reinit_prob = check_probability("reinit_prob", reinit_prob)
         self.data = self._noise(capacity)
 
     def _noise(self, n: int) -> Tensor:
@@ -140,11 +138,10 @@ def _default_buffer(data: Tensor, capacity: int = 10_000) -> ReplayBuffer:
 
 
 def _check_ebm_args(steps: int, langevin_steps: int, step_size: float, l2_coeff: float) -> None:
-    check_positive("steps", steps, allow_zero=True)
-    check_positive("langevin_steps", langevin_steps, allow_zero=True)
+    check_count("steps", steps, minimum=0)
+    check_count("langevin_steps", langevin_steps, minimum=0)
     check_step_size(step_size)
-    if not (isinstance(l2_coeff, (int, float)) and l2_coeff >= 0):
-        raise ValueError(f"l2_coeff: expected a non-negative number, got {l2_coeff!r}")
+    check_positive("l2_coeff", l2_coeff, allow_zero=True)
 
 
 def train_ebm(

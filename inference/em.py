@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from pyro_flowkit.errors import ConvergenceWarning
-from pyro_flowkit.nn.mlp import check_positive, check_positive_number
+from pyro_flowkit.validation import check_count, check_positive
 
 __all__ = ["EM", "EMModel", "EMResult", "Params", "distributed", "chunk_slices"]
 
@@ -130,11 +130,11 @@ class EM:
         monotone_rtol: float | None = None,
         progress: bool = False,
     ) -> None:
-        check_positive("max_iter", max_iter)
-        check_positive("n_init", n_init)
+        check_count("max_iter", max_iter)
+        check_count("n_init", n_init)
         if chunk_size is not None:
-            check_positive("chunk_size", chunk_size)
-        check_positive_number("tol", tol, allow_zero=True)
+            check_count("chunk_size", chunk_size)
+        check_positive("tol", tol, allow_zero=True)
         self.max_iter = max_iter
         self.tol = float(tol)
         self.chunk_size = chunk_size

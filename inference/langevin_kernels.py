@@ -38,7 +38,7 @@ from pyro_flowkit.inference.langevin import (
     ula_step,
 )
 from pyro_flowkit.inference.sampling import check_langevin_args
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.validation import check_count, check_interval, check_positive
 
 __all__ = ["MALA", "SGLD", "ULA", "polynomial_decay"]
 
@@ -282,10 +282,8 @@ def polynomial_decay(
 
     With :math:`0.5 < \gamma \le 1`, :math:`\sum h_t = \infty` and :math:`\sum h_t^2 < \infty`.
     """
-    if not 0.5 < gamma <= 1:
-        raise ValueError(f"gamma: expected a number in (0.5, 1], got {gamma!r}")
-    if not t0 > 0:
-        raise ValueError(f"t0: expected a positive number, got {t0!r}")
+    check_interval("gamma", gamma, 0.5, 1, open_low=True)
+    check_positive("t0", t0)
     return lambda t: step_size * (1.0 + t / t0) ** (-gamma)
 
 
@@ -348,7 +346,7 @@ class SGLD(_LangevinKernel):
         if subsample_size is not None:
             if model is None:
                 raise ValueError("subsample_size: needs model=, not potential_fn=")
-            check_positive("subsample_size", subsample_size)
+            check_count("subsample_size", subsample_size)
         self.subsample_size = subsample_size
         self.plate = plate
         self.schedule = polynomial_decay(step_size) if schedule is None else schedule

@@ -15,33 +15,26 @@ from pyro_flowkit.inference.langevin import (
     mala_step,
     ula_step,
 )
-from pyro_flowkit.nn.mlp import check_positive, check_positive_number
+from pyro_flowkit.validation import check_count, check_positive, check_probability
 
 __all__ = ["check_langevin_args", "check_step_size", "sample_langevin"]
 
 
 def check_step_size(step_size: float) -> None:
     """Raise ``ValueError`` unless ``step_size`` is a positive number."""
-    check_positive_number("step_size", step_size)
+    check_positive("step_size", step_size)
 
 
 def check_langevin_args(step_size: float, target_accept_prob: float) -> None:
     """Raise ``ValueError`` for a non-positive step size or a target outside (0, 1)."""
     check_step_size(step_size)
-    if (
-        isinstance(target_accept_prob, bool)
-        or not isinstance(target_accept_prob, (int, float))
-        or not 0 < target_accept_prob < 1
-    ):
-        raise ValueError(
-            f"target_accept_prob: expected a number in (0, 1), got {target_accept_prob!r}"
-        )
+    check_probability("target_accept_prob", target_accept_prob, open_low=True, open_high=True)
 
 
 def _check_counts(num_samples: int, num_warmup: int, thin: int) -> None:
-    check_positive("num_samples", num_samples)
-    check_positive("num_warmup", num_warmup, allow_zero=True)
-    check_positive("thin", thin)
+    check_count("num_samples", num_samples)
+    check_count("num_warmup", num_warmup, minimum=0)
+    check_count("thin", thin)
 
 
 class _Recorder:

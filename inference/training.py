@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pyro_flowkit.validation import check_count
+
 __all__ = ["minibatches", "train"]
 
 
@@ -17,8 +19,7 @@ def minibatches(
 ) -> Iterator[Tensor]:
     """Endless minibatches of ``data`` (first dimension), reshuffled every epoch."""
     n = len(data)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    check_count("batch_size", batch_size)
     batch_size = min(batch_size, n)
     while True:
         order = torch.randperm(n, generator=generator).to(data.device)
@@ -61,8 +62,7 @@ def train(
     Raises:
         FloatingPointError: when a loss is NaN or infinite (with the step at which it happened).
     """
-    if not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps: expected a non-negative integer, got {steps!r}")
+    check_count("steps", steps, minimum=0)
     params = list(params)
     optimizer = optimizer or torch.optim.Adam(params, lr=lr)
     batches = minibatches(data, batch_size, generator)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from pyro_flowkit.errors import NotFittedError
 from pyro_flowkit.inference.em import EM, Params, chunk_slices
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.validation import check_count
 
 __all__ = [
     "MixtureEstimator",
@@ -106,7 +106,7 @@ class MixtureEstimator:
         seed: int | None,
         count_name: str = "n_components",
     ) -> None:
-        check_positive(count_name, n_components)
+        check_count(count_name, n_components)
         self._em = EM(max_iter=max_iter, tol=tol, chunk_size=chunk_size, n_init=n_init)
         self.tol, self.max_iter, self.n_init = tol, max_iter, n_init
         self.chunk_size, self.seed = chunk_size, seed

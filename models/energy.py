@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 
 from pyro_flowkit.nn.lipschitz import SpectralNormLinear
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.validation import check_count
 
 __all__ = ["EnergyModel", "energy_mlp"]
 
@@ -56,10 +56,10 @@ def energy_mlp(
         >>> net(torch.randn(5, 2)).shape
         torch.Size([5, 1])
     """
-    check_positive("features", features)
+    check_count("features", features)
     widths = (features, *hidden_dims, 1)
     for width in hidden_dims:
-        check_positive("hidden_dims", width)
+        check_count("hidden_dims", width)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         if spectral_norm is None:

@@ -36,8 +36,9 @@ from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.flows import glow, leaf_transforms, realnvp
 from pyro_flowkit.models.vae import _LatentVariableModel
 from pyro_flowkit.nn.conv import ConvNet
-from pyro_flowkit.nn.mlp import MLP, check_positive, check_positive_number
+from pyro_flowkit.nn.mlp import MLP
 from pyro_flowkit.transforms._base import EventShape
+from pyro_flowkit.validation import check_count, check_positive
 
 __all__ = ["FVAE"]
 
@@ -155,7 +156,7 @@ class FVAE(_LatentVariableModel):
         name: str = "fvae",
     ) -> None:
         super().__init__(event_shape, event_shape, num_levels, name)
-        check_positive("hidden", hidden)
+        check_count("hidden", hidden)
         self._set_log_scale("sigma1", sigma1, learn_sigma and not fixed_noise)
         self._set_log_scale("sigma2", sigma2, learn_sigma)
         self.flow = _build_flow(flow, self.event_shape, flow_kw)
@@ -165,7 +166,7 @@ class FVAE(_LatentVariableModel):
         self.decoder_net = _mean_net(decoder, "decoder", self.event_shape, hidden)
 
     def _set_log_scale(self, arg: str, value: float, learn: bool) -> None:
-        check_positive_number(arg, value)
+        check_positive(arg, value)
         log_value = torch.tensor(math.log(value))
         if learn:
             setattr(self, f"log_{arg}", nn.Parameter(log_value))

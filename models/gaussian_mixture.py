@@ -36,7 +36,7 @@ from pyro_flowkit.models._mixture import (
     enumerated_mixture,
 )
 from pyro_flowkit.models.kmeans import KMeans, kmeans_plusplus
-from pyro_flowkit.nn.mlp import check_positive_number
+from pyro_flowkit.validation import check_positive
 
 __all__ = ["GaussianMixture"]
 
@@ -107,7 +107,7 @@ class GaussianMixture(ProbabilisticMixture):
             )
         if init_params not in INIT_PARAMS:
             raise ValueError(f"init_params: expected one of {INIT_PARAMS}, got {init_params!r}")
-        check_positive_number("reg_covar", reg_covar, allow_zero=True)
+        check_positive("reg_covar", reg_covar, allow_zero=True)
         self.n_components, self.covariance_type = n_components, covariance_type
         self.reg_covar, self.init_params = float(reg_covar), init_params
         self.weights_init, self.means_init = weights_init, means_init

@@ -43,9 +43,10 @@ from pyro_flowkit.flows import conditional_realnvp
 from pyro_flowkit.guides import encoder_posterior
 from pyro_flowkit.inference.training import minibatches
 from pyro_flowkit.metrics import bits_per_dim
-from pyro_flowkit.nn.mlp import MLP, check_positive, check_positive_number
+from pyro_flowkit.nn.mlp import MLP
 from pyro_flowkit.transforms import as_event_shape
 from pyro_flowkit.transforms._base import EventShape
+from pyro_flowkit.validation import check_count, check_positive
 
 __all__ = ["VAE"]
 
@@ -71,7 +72,7 @@ class _LatentVariableModel(PyroModule):
         if not isinstance(name, str) or not name or "$$$" in name:
             raise ValueError(f"name: expected a non-empty string without '$$$', got {name!r}")
         super().__init__(name)
-        check_positive("num_levels", num_levels)
+        check_count("num_levels", num_levels)
         self.name, self.num_levels = name, num_levels
         self.event_shape = as_event_shape(event_shape)
         self.latent_shape = as_event_shape(latent_shape)
@@ -181,8 +182,8 @@ class _LatentVariableModel(PyroModule):
             FloatingPointError: when a loss is NaN or infinite.
         """
         data = self._check_x(data, "data")
-        check_positive("steps", steps, allow_zero=True)
-        check_positive_number("lr", lr)
+        check_count("steps", steps, minimum=0)
+        check_positive("lr", lr)
         if seed is not None:
             pyro.set_rng_seed(seed)
         svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
@@ -207,8 +208,8 @@ class _LatentVariableModel(PyroModule):
         return self._likelihood(z).log_prob(x) + self._prior(len(x)).log_prob(z) - q.log_prob(z)
 
     def _weight_chunks(self, x: Tensor, num_samples: int, batch_size: int) -> Iterator[Tensor]:
-        check_positive("num_samples", num_samples)
-        check_positive("batch_size", batch_size)
+        check_count("num_samples", num_samples)
+        check_count("batch_size", batch_size)
         for start in range(0, num_samples, batch_size):
             lw = self._log_weights(x, min(batch_size, num_samples - start))
             if not bool(torch.isfinite(lw).all()):
@@ -266,7 +267,7 @@ class _LatentVariableModel(PyroModule):
     def sample(self, n: int, temperature: float = 1.0) -> Tensor:
         r"""Decoder means :math:`E[x \mid z]` of :math:`z \sim \mathcal N(0, T^2 I)`, shape
         ``(n,) + event_shape``; :math:`T = 0` gives the mean at :math:`z = 0`."""
-        check_positive("n", n)
+        check_count("n", n)
         if not (isinstance(temperature, int | float) and 0 <= temperature < math.inf):
             raise ValueError(f"temperature: expected a number >= 0, got {temperature!r}")
         like = self._like()
@@ -346,7 +347,7 @@ class VAE(_LatentVariableModel):
             raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
         if encoder not in ENCODERS:
             raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
-        check_positive("latent_dim", latent_dim)
+        check_count("latent_dim", latent_dim)
         super().__init__(event_shape, latent_dim, num_levels, name)
         self.likelihood, self.latent_dim = likelihood, latent_dim
         self._has_density = likelihood != "bernoulli"
@@ -354,8 +355,8 @@ class VAE(_LatentVariableModel):
         self.context_dim = 0
         self.flow = None
         if encoder == "flow":
-            check_positive("context_dim", context_dim)
-            check_positive("flow_layers", flow_layers)
+            check_count("context_dim", context_dim)
+            check_count("flow_layers", flow_layers)
             if latent_dim < 2:
                 raise ValueError(f"latent_dim: the flow encoder needs 2 or more, got {latent_dim}")
             self.context_dim = context_dim
@@ -369,7 +370,7 @@ class VAE(_LatentVariableModel):
         if likelihood != "bernoulli":
             if init_scale is None:  # dequantised pixels live in [0, 1): start at 0.1, not 1
                 init_scale = 0.1 if likelihood == "dequantized" else 1.0
-            check_positive_number("init_scale", init_scale)
+            check_positive("init_scale", init_scale)
             start = torch.full(self.event_shape, math.log(init_scale))
             self.log_scale = nn.Parameter(start)
 

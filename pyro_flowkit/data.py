@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pyro_flowkit.validation import check_count
+
 __all__ = [
     "DIGITS_LEVELS",
     "TOY_2D",
@@ -107,8 +109,7 @@ def dequantize(
     """
     if not v.is_floating_point():
         raise TypeError(f"v: expected a floating tensor, got {v.dtype}")
-    if not isinstance(num_levels, int) or num_levels < 1:
-        raise ValueError(f"num_levels: expected a positive integer, got {num_levels!r}")
+    check_count("num_levels", num_levels)
     noise = torch.rand(v.shape, generator=generator, dtype=v.dtype, device=v.device)
     y = (v + noise) / num_levels
     # (L - 1 + u) / L rounds up to exactly 1 for u close to 1 (float32: ~7 in 10 million values)
@@ -203,8 +204,7 @@ def toy_2d(name: str, n: int, seed: int = 0) -> Tensor:
     """
     if name not in TOY_2D:
         raise ValueError(f"name: expected one of {sorted(TOY_2D)}, got {name!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    check_count("n", n)
     g = torch.Generator().manual_seed(seed)
     points = TOY_2D[name](n, g)
     return points[torch.randperm(n, generator=g)].to(torch.get_default_dtype())  # mix the parts

@@ -10,6 +10,8 @@ from pyro.distributions import Independent, Normal, TransformedDistribution
 from torch import Tensor
 from torch.distributions.utils import _sum_rightmost
 
+from pyro_flowkit.validation import check_positive
+
 __all__ = ["FlowDistribution", "StandardNormal"]
 
 
@@ -42,8 +44,7 @@ class StandardNormal(Independent):
         dtype: torch.dtype | None = None,
         validate_args: bool | None = None,
     ) -> None:
-        if not temperature > 0:
-            raise ValueError(f"temperature: expected a positive number, got {temperature!r}")
+        check_positive("temperature", temperature)
         event_shape = torch.Size(event_shape)
         loc = torch.zeros(event_shape, device=device, dtype=dtype or torch.get_default_dtype())
         normal = Normal(loc, torch.full_like(loc, temperature), validate_args=False)

@@ -24,7 +24,6 @@ from torch.distributions import ComposeTransform, Transform
 
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.image_flows import conditional_glow, glow, image_realnvp
-from pyro_flowkit.nn.dropout import check_rate
 from pyro_flowkit.residual_flows import (
     conditional_iresnet,
     conditional_residual_flow,
@@ -40,6 +39,7 @@ from pyro_flowkit.transforms import (
     vector_mask,
 )
 from pyro_flowkit.transforms._base import EventShape
+from pyro_flowkit.validation import check_count, check_rate
 
 __all__ = [
     "conditional_glow",
@@ -74,13 +74,12 @@ def _vector_dim(event_shape: EventShape) -> int:
 
 
 def _check_options(num_layers: int, mask: str, permutation: str | None, dropout: float) -> None:
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f"num_layers: expected a positive integer, got {num_layers!r}")
+    check_count("num_layers", num_layers)
     if mask not in ("alternating", "half"):
         raise ValueError(f"mask: expected 'alternating' or 'half', got {mask!r}")
     if permutation not in _PERMUTATIONS:
         raise ValueError(f"permutation: expected one of {_PERMUTATIONS}, got {permutation!r}")
-    check_rate(dropout)
+    check_rate("dropout", dropout)
 
 
 def _coupling_stack(
@@ -266,9 +265,7 @@ def _refuse(options: dict[str, tuple], what: str) -> None:
 
 
 def _check_context_dim(context_dim: int) -> int:
-    if not isinstance(context_dim, int) or context_dim < 1:
-        raise ValueError(f"context_dim: expected a positive integer, got {context_dim!r}")
-    return context_dim
+    return check_count("context_dim", context_dim)
 
 
 def conditional_nice(

@@ -30,7 +30,7 @@ from torch.distributions import biject_to
 from pyro_flowkit import flows
 from pyro_flowkit._optional import import_arviz
 from pyro_flowkit.distributions import FlowDistribution
-from pyro_flowkit.nn.mlp import check_positive, check_positive_number
+from pyro_flowkit.validation import check_count, check_positive
 
 __all__ = [
     "AmortizedFlowGuide",
@@ -108,8 +108,8 @@ class AutoFlow(AutoContinuous):
         num_quantile_samples: int = 4000,
         **flow_kw: object,
     ) -> None:
-        check_positive_number("init_scale", init_scale)
-        check_positive("num_quantile_samples", num_quantile_samples)
+        check_positive("init_scale", init_scale)
+        check_count("num_quantile_samples", num_quantile_samples)
         _check_flow(flow)
         self._flow_spec, self._flow_kw = flow, flow_kw
         self._init_scale, self._num_quantile_samples = init_scale, num_quantile_samples
@@ -242,8 +242,8 @@ class AmortizedFlowGuide(PyroModule):
         **flow_kw: object,
     ) -> None:
         super().__init__()
-        check_positive("latent_dim", latent_dim)
-        check_positive("context_dim", context_dim, allow_zero=True)
+        check_count("latent_dim", latent_dim)
+        check_count("context_dim", context_dim, minimum=0)
         self.site, self.plate, self.encoder = site, plate, encoder
         self.latent_dim, self.context_dim = latent_dim, context_dim
         self.subsample_size = subsample_size
@@ -316,7 +316,7 @@ def psis_diagnostic(
         >>> psis_diagnostic(model, guide, num_samples=1000) < 0.5
         True
     """
-    check_positive("num_samples", num_samples)
+    check_count("num_samples", num_samples)
     log_w = _log_weights(model, guide, num_samples, max_plate_nesting, *args, **kwargs)
     if not torch.isfinite(log_w).all():
         raise FloatingPointError("psis_diagnostic: a log importance weight is not finite")
@@ -343,7 +343,7 @@ def to_inference_data(
         >>> sorted(idata.groups())
         ['observed_data', 'posterior', 'posterior_predictive']
     """
-    check_positive("num_samples", num_samples)
+    check_count("num_samples", num_samples)
     trace = poutine.trace(model).get_trace(*args, **kwargs)
     observed = {
         name: site["value"]

@@ -16,7 +16,6 @@ from pyro.distributions.conditional import (
 from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
 
-from pyro_flowkit.nn.mlp import check_positive
 from pyro_flowkit.transforms import (
     ActNorm,
     ConditionalSplitPrior,
@@ -30,6 +29,7 @@ from pyro_flowkit.transforms import (
     coupling,
 )
 from pyro_flowkit.transforms._base import EventShape, image_event_shape
+from pyro_flowkit.validation import check_count
 
 __all__ = ["conditional_glow", "glow", "image_realnvp"]
 
@@ -105,8 +105,8 @@ def image_realnvp(
         | Density estimation using Real NVP (Dinh et al., 2017), section 3.6
         | https://arxiv.org/abs/1605.08803
     """
-    check_positive("num_scales", num_scales)
-    check_positive("hidden_channels", hidden_channels)
+    check_count("num_scales", num_scales)
+    check_count("hidden_channels", hidden_channels)
     shape = image_event_shape(event_shape, num_scales - 1)
     if shape[1] * shape[2] < 4 ** (num_scales - 1) * 2:
         raise ValueError(
@@ -169,7 +169,7 @@ def _glow(
     **opts: object,
 ) -> nn.Module:
     for name, value in [("levels", levels), ("depth", depth), ("hidden_channels", hidden_channels)]:
-        check_positive(name, value)
+        check_count(name, value)
     if opts["coupling"] not in ("affine", "additive"):
         raise ValueError(f"coupling: expected 'affine' or 'additive', got {opts['coupling']!r}")
     if opts["permutation"] not in _GLOW_PERMUTATIONS:
@@ -272,7 +272,7 @@ def conditional_glow(
         >>> flow.condition(torch.randn(7, 3))(torch.randn(5, 7, 1, 4, 4)).shape
         torch.Size([5, 7, 1, 4, 4])
     """
-    check_positive("context_dim", context_dim)
+    check_count("context_dim", context_dim)
     return _glow(
         event_shape,
         context_dim,

@@ -8,6 +8,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pyro_flowkit.validation import check_count
+
 __all__ = ["bits_per_dim", "dequantized_bits_per_dim", "mmd", "uniform_bits_per_dim"]
 
 
@@ -30,10 +32,8 @@ def bits_per_dim(log_prob: Tensor | float, num_dims: int, num_levels: int) -> Te
         >>> bits_per_dim(torch.tensor(0.0), 64, 17)
         tensor(4.0875)
     """
-    if not isinstance(num_dims, int) or num_dims < 1:
-        raise ValueError(f"num_dims: expected a positive integer, got {num_dims!r}")
-    if not isinstance(num_levels, int) or num_levels < 1:
-        raise ValueError(f"num_levels: expected a positive integer, got {num_levels!r}")
+    check_count("num_dims", num_dims)
+    check_count("num_levels", num_levels)
     log_prob = torch.as_tensor(log_prob)
     return (-log_prob + num_dims * math.log(num_levels)) / (num_dims * math.log(2))
 

@@ -20,7 +20,6 @@ from torch import nn
 
 from pyro_flowkit.image_flows import _block, _compose
 from pyro_flowkit.nn.lipschitz import LipschitzConvNet, LipschitzMLP, _check_coeff
-from pyro_flowkit.nn.mlp import check_positive
 from pyro_flowkit.transforms import (
     ActNorm,
     ConditionalInverse,
@@ -30,6 +29,7 @@ from pyro_flowkit.transforms import (
     as_event_shape,
 )
 from pyro_flowkit.transforms._base import EventShape, image_event_shape
+from pyro_flowkit.validation import check_count
 
 __all__ = ["conditional_iresnet", "conditional_residual_flow", "iresnet", "residual_flow"]
 
@@ -75,7 +75,7 @@ def _residual_flow(
     actnorm: bool,
     **opts: object,
 ) -> nn.Module:
-    check_positive("num_blocks", num_blocks)
+    check_count("num_blocks", num_blocks)
     _check_coeff(lipschitz)
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction: expected one of {_DIRECTIONS}, got {direction!r}")
@@ -88,7 +88,7 @@ def _residual_flow(
         inners = [(shape, 0)]
     else:
         levels = 2 if levels is None else levels
-        check_positive("levels", levels)
+        check_count("levels", levels)
         c, h, w = image_event_shape(shape, levels - 1)
         inners = [(torch.Size((c * 4**s, h // 2**s, w // 2**s)), s) for s in range(levels)]
     blocks = [
@@ -210,7 +210,7 @@ def conditional_iresnet(
         >>> flow.condition(torch.randn(7, 3))(torch.randn(5, 7, 2)).shape
         torch.Size([5, 7, 2])
     """
-    check_positive("context_dim", context_dim)
+    check_count("context_dim", context_dim)
     return _residual_flow(
         event_shape, context_dim, num_blocks, hidden_dims, lipschitz, direction, levels, actnorm,
         logdet=logdet, activation=activation, n_power_iterations=n_power_iterations, **options,
@@ -239,7 +239,7 @@ def conditional_residual_flow(
         >>> flow.condition(torch.randn(3)).inv(torch.randn(5, 2)).shape
         torch.Size([5, 2])
     """
-    check_positive("context_dim", context_dim)
+    check_count("context_dim", context_dim)
     return _residual_flow(
         event_shape, context_dim, num_blocks, hidden_dims, lipschitz, direction, levels, actnorm,
         logdet=logdet, activation=activation, n_power_iterations=n_power_iterations, **options,

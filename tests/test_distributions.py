@@ -28,7 +28,7 @@ def test_standard_normal_matches_pyro_normal(device, event_shape, temperature):
 
 
 def test_standard_normal_validation_and_arguments():
-    with pytest.raises(ValueError, match="temperature: expected a positive number"):
+    with pytest.raises(ValueError, match="temperature: expected a positive finite number"):
         StandardNormal((2,), 0.0)
     d = StandardNormal((2,), validate_args=True)
     with pytest.raises(ValueError):

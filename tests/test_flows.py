@@ -55,7 +55,14 @@ def test_alternating_realnvp_equals_per_layer_alternating_masks(device):
         (dict(event_shape=4, num_layers=0), "num_layers: expected a positive integer, got 0"),
         (dict(event_shape=4, mask="checker"), "mask: expected 'alternating' or 'half'"),
         (dict(event_shape=4, permutation="shuffle"), "permutation: expected one of"),
-        (dict(event_shape=4, log_scale_bound=0), "log_scale_bound: expected a positive number"),
+        (
+            dict(event_shape=4, log_scale_bound=0),
+            "log_scale_bound: expected a positive finite number",
+        ),
+        (
+            dict(event_shape=4, log_scale_bound=float("inf")),
+            "log_scale_bound: expected a positive finite number, got inf",
+        ),
         (dict(event_shape=4, hidden_dims=(0,)), "hidden_dims: expected a positive integer"),
         (dict(event_shape=4, dropout=1.0), "dropout: expected a probability in"),
     ],

@@ -130,7 +130,7 @@ def test_flow_options_and_errors():
         AutoFlow(funnel, flow="maf")
     with pytest.raises(ValueError, match="flow: expected one of .* or a callable, got 3"):
         AutoFlow(funnel, flow=3)
-    with pytest.raises(ValueError, match="init_scale: expected a positive number"):
+    with pytest.raises(ValueError, match="init_scale: expected a positive finite number"):
         AutoFlow(funnel, init_scale=0.0)
     with pytest.raises(ValueError, match="at least 2 latent dimensions"):
         AutoFlow(lambda: pyro.sample("a", dist.Normal(0.0, 1.0)))()

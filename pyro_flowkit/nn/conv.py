@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.dropout import MaskPool, check_rate, relu_dropout
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.nn.dropout import MaskPool, quantized_rate, relu_dropout
+from pyro_flowkit.validation import check_count, check_rate
 
 
 class ConvNet(nn.Module):
@@ -53,10 +53,10 @@ class ConvNet(nn.Module):
         zero_init: bool = True,
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
-        check_positive("hidden_channels", hidden_channels, allow_zero=True)
-        check_positive("context_features", context_features, allow_zero=True)
+        check_count("in_channels", in_channels)
+        check_count("out_channels", out_channels)
+        check_count("hidden_channels", hidden_channels, minimum=0)
+        check_count("context_features", context_features, minimum=0)
         first = hidden_channels or out_channels
         self.convs = nn.ModuleList([nn.Conv2d(in_channels, first, 3, padding=1)])
         if hidden_channels:
@@ -69,7 +69,7 @@ class ConvNet(nn.Module):
         )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.context_features = context_features
-        self.dropout = check_rate(dropout)
+        self.dropout = quantized_rate(check_rate("dropout", dropout))
         self._masks = MaskPool(dropout)
         if zero_init:
             nn.init.zeros_(self.convs[-1].weight)

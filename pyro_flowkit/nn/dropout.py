@@ -13,13 +13,6 @@ def quantized_rate(p: float) -> float:
     return round(p * _LEVELS) / _LEVELS
 
 
-def check_rate(p: float) -> float:
-    """``p`` checked as a dropout rate in ``[0, 1)``, returned as :func:`quantized_rate` does."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {p!r}")
-    return quantized_rate(p)
-
-
 def keep_mask(
     shape: torch.Size,
     p: float,

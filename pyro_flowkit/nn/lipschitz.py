@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.mlp import check_positive
+from pyro_flowkit.validation import check_count, check_interval, check_positive
 
 __all__ = [
     "LipSwish",
@@ -56,11 +56,11 @@ def frozen_spectral_norms() -> Iterator[None]:
 
 def _check_coeff(coeff: float, *, contraction: bool = True) -> float:
     """``coeff`` as a float: in (0, 1) for a contraction (residual blocks), else just positive."""
-    if contraction and not 0 < coeff < 1:
-        raise ValueError(f"coeff: expected a Lipschitz coefficient in (0, 1), got {coeff!r}")
-    if not coeff > 0:
-        raise ValueError(f"coeff: expected a positive Lipschitz coefficient, got {coeff!r}")
-    return float(coeff)
+    if contraction:
+        return check_interval(
+            "coeff", coeff, 0, 1, open_low=True, open_high=True, what="a Lipschitz coefficient"
+        )
+    return check_positive("coeff", coeff)
 
 
 def _orthonormal(block: Tensor, old: Tensor) -> Tensor:
@@ -85,10 +85,10 @@ class _SpectralNorm(nn.Module):
         self, u_shape: tuple, v_shape: tuple, coeff: float, iters: int, rtol: float | None, k: int
     ) -> None:
         self.coeff = _check_coeff(coeff, contraction=False)
-        check_positive("n_power_iterations", iters, allow_zero=True)
-        check_positive("power_vectors", k)
-        if rtol is not None and not rtol > 0:
-            raise ValueError(f"power_rtol: expected a positive tolerance or None, got {rtol!r}")
+        check_count("n_power_iterations", iters, minimum=0)
+        check_count("power_vectors", k)
+        if rtol is not None:
+            check_positive("power_rtol", rtol)
         self.n_power_iterations, self.power_rtol = iters, rtol
         k = min(k, math.prod(u_shape), math.prod(v_shape))
         self.register_buffer("u", _orthonormal(torch.randn(k, *u_shape), torch.zeros(())))
@@ -184,8 +184,8 @@ class SpectralNormLinear(_SpectralNorm):
         zero_init: bool = False,
     ) -> None:
         super().__init__()
-        check_positive("in_features", in_features)
-        check_positive("out_features", out_features)
+        check_count("in_features", in_features)
+        check_count("out_features", out_features)
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
         bound = 0.0 if zero_init else 1 / math.sqrt(in_features)
@@ -254,8 +254,8 @@ class SpectralNormConv2d(_SpectralNorm):
         zero_init: bool = False,
     ) -> None:
         super().__init__()
-        check_positive("in_channels", in_channels)
-        check_positive("out_channels", out_channels)
+        check_count("in_channels", in_channels)
+        check_count("out_channels", out_channels)
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size: expected an odd positive int, got {kernel_size!r}")
         self.input_size = tuple(int(s) for s in input_size)
@@ -369,8 +369,8 @@ class LipschitzMLP(nn.Module):
         **spectral: object,
     ) -> None:
         super().__init__()
-        check_positive("features", features)
-        check_positive("context_features", context_features, allow_zero=True)
+        check_count("features", features)
+        check_count("context_features", context_features, minimum=0)
         _check_coeff(coeff)
         widths = (features, *_hidden("hidden_dims", hidden_dims), features)
         last = len(widths) - 2
@@ -399,7 +399,7 @@ def _hidden(name: str, dims: Sequence[int]) -> tuple[int, ...]:
     if not dims:
         raise ValueError(f"{name}: expected at least one hidden layer, got {dims}")
     for h in dims:
-        check_positive(name, h)
+        check_count(name, h)
     return dims
 
 
@@ -439,7 +439,7 @@ class LipschitzConvNet(nn.Module):
         **spectral: object,
     ) -> None:
         super().__init__()
-        check_positive("context_features", context_features, allow_zero=True)
+        check_count("context_features", context_features, minimum=0)
         _check_coeff(coeff)
         self.event_shape = torch.Size(event_shape)
         if len(self.event_shape) != 3:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch  # noqa: F401 (the docstring examples use it)
 from torch import Tensor, nn
 
-from pyro_flowkit.nn.dropout import MaskPool, check_rate, relu_dropout
+from pyro_flowkit.nn.dropout import MaskPool, quantized_rate, relu_dropout
+from pyro_flowkit.validation import check_count, check_rate
 
 
 class MLP(nn.Module):
@@ -49,12 +49,12 @@ class MLP(nn.Module):
         zero_init: bool = True,
     ) -> None:
         super().__init__()
-        check_positive("in_features", in_features)
-        check_positive("out_features", out_features)
-        check_positive("context_features", context_features, allow_zero=True)
+        check_count("in_features", in_features)
+        check_count("out_features", out_features)
+        check_count("context_features", context_features, minimum=0)
         hidden_dims = tuple(hidden_dims)
         for h in hidden_dims:
-            check_positive("hidden_dims", h)
+            check_count("hidden_dims", h)
         widths = (in_features, *hidden_dims, out_features)
         self.layers = nn.ModuleList(
             nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)
@@ -62,7 +62,7 @@ class MLP(nn.Module):
         self.context_layer = (
             nn.Linear(context_features, widths[1], bias=False) if context_features else None
         )
-        self.dropout = check_rate(dropout)
+        self.dropout = quantized_rate(check_rate("dropout", dropout))
         self._masks = MaskPool(dropout)
         self.in_features = in_features
         self.context_features = context_features
@@ -86,19 +86,3 @@ class MLP(nn.Module):
             if i:
                 h = layer(relu_dropout(h, self.dropout, self._masks, self.training))
         return h
-
-
-def check_positive_number(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite real number above 0 (or
-    at least 0 with ``allow_zero``); booleans are refused."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name}: expected {kind} number, got {value!r}")
-
-
-def check_positive(name: str, value: int, *, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        kind = "a non-negative" if allow_zero else "a positive"
-        raise ValueError(f"{name}: expected {kind} integer, got {value!r}")

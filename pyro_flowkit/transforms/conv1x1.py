@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit.transforms._base import ImageTransform
+from pyro_flowkit.validation import check_count
 
 
 class InvertibleConv1x1(ImageTransform):
@@ -36,8 +37,7 @@ class InvertibleConv1x1(ImageTransform):
     """
 
     def __init__(self, channels: int, lu: bool = True) -> None:
-        if not isinstance(channels, int) or channels < 1:
-            raise ValueError(f"channels: expected a positive integer, got {channels!r}")
+        check_count("channels", channels)
         super().__init__()
         self.channels, self.lu = channels, bool(lu)
         w = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))[0]

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from pyro_flowkit.nn import MLP, ConvNet
 from pyro_flowkit.transforms._base import ContextBound, FlowTransform, check_context, sum_event
 from pyro_flowkit.transforms.masks import Partition, make_partition
+from pyro_flowkit.validation import check_positive
 
 Conditioner = Callable[[Tensor], Tensor]
 
@@ -213,9 +214,7 @@ class ConditionalAffineCoupling(_ConditionalCoupling):
 
 
 def _check_bound(bound: float) -> float:
-    if not bound > 0:
-        raise ValueError(f"log_scale_bound: expected a positive number, got {bound!r}")
-    return float(bound)
+    return check_positive("log_scale_bound", bound)
 
 
 def conditioner_for(

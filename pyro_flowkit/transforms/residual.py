@@ -41,7 +41,6 @@ from torch import Tensor, nn
 
 from pyro_flowkit.errors import InversionError
 from pyro_flowkit.nn.lipschitz import frozen_spectral_norms
-from pyro_flowkit.nn.mlp import check_positive
 from pyro_flowkit.transforms._base import (
     ContextBound,
     EventShape,
@@ -50,6 +49,7 @@ from pyro_flowkit.transforms._base import (
     invalidate_caches,
     sum_event,
 )
+from pyro_flowkit.validation import check_count, check_positive, check_probability
 
 __all__ = [
     "ConditionalInvertibleResidual",
@@ -287,13 +287,11 @@ class InvertibleResidual(FlowTransform):
         super().__init__(event_shape)
         self.net = net
         self.logdet = logdet
-        check_positive("n_terms", n_terms)
-        check_positive("n_hutchinson", n_hutchinson)
-        check_positive("inverse_max_iter", inverse_max_iter)
-        if not inverse_tol > 0:
-            raise ValueError(f"inverse_tol: expected a positive tolerance, got {inverse_tol!r}")
-        if not 0 < geom_p < 1:
-            raise ValueError(f"geom_p: expected a probability in (0, 1), got {geom_p!r}")
+        check_count("n_terms", n_terms)
+        check_count("n_hutchinson", n_hutchinson)
+        check_count("inverse_max_iter", inverse_max_iter)
+        check_positive("inverse_tol", inverse_tol)
+        check_probability("geom_p", geom_p, open_low=True, open_high=True)
         self.n_terms, self.n_hutchinson = n_terms, n_hutchinson
         self.inverse_tol, self.inverse_max_iter = float(inverse_tol), inverse_max_iter
         self.neumann_grad, self.geom_p = bool(neumann_grad), float(geom_p)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from pyro_flowkit.transforms._base import ImageTransform
+from pyro_flowkit.validation import check_count
 
 
 def squeeze(x: Tensor, factor: int = 2) -> Tensor:
@@ -50,8 +51,7 @@ class Squeeze(ImageTransform):
     """
 
     def __init__(self, factor: int = 2) -> None:
-        if not isinstance(factor, int) or factor < 2:
-            raise ValueError(f"factor: expected an integer of at least 2, got {factor!r}")
+        check_count("factor", factor, minimum=2)
         super().__init__()
         self.factor = factor
 

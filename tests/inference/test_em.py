@@ -91,7 +91,7 @@ def test_arguments_are_checked():
         EM(n_init=-1)
     with pytest.raises(ValueError, match="chunk_size: expected a positive integer"):
         EM(chunk_size=0)
-    with pytest.raises(ValueError, match="tol: expected a non-negative number, got -1"):
+    with pytest.raises(ValueError, match="tol: expected a non-negative finite number, got -1"):
         EM(tol=-1)
 
 

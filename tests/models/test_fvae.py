@@ -216,7 +216,7 @@ def test_bad_input_is_named():
         FVAE(8, flow="identity", encoder="conv")
     with pytest.raises(ValueError, match="decoder: expected one of"):
         FVAE(8, flow="identity", decoder="resnet")
-    with pytest.raises(ValueError, match="sigma1: expected a positive number"):
+    with pytest.raises(ValueError, match="sigma1: expected a positive finite number"):
         FVAE(8, flow="identity", sigma1=0.0)
     with pytest.raises(ValueError, match="flow_kw"):
         FVAE(8, flow="identity", flow_kw={"levels": 1})

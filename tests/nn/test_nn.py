@@ -1,5 +1,3 @@
-import math
-
 import pytest
 import torch
 
@@ -122,15 +120,3 @@ def test_convnet_dropout_in_training_and_scaling_in_evaluation():
     for conv in net.convs[:-1]:
         h = torch.relu(conv(h)) * (1 - net.dropout)
     torch.testing.assert_close(net(x), net.convs[-1](h).expand(8, -1, -1, -1))
-
-
-def test_check_positive_number_names_the_argument():
-    from pyro_flowkit.nn.mlp import check_positive_number
-
-    check_positive_number("lr", 0.1)
-    check_positive_number("tol", 0, allow_zero=True)
-    for bad in [0, -1.0, math.inf, math.nan, True, "1"]:
-        with pytest.raises(ValueError, match=f"lr: expected a positive number, got {bad!r}"):
-            check_positive_number("lr", bad)
-    with pytest.raises(ValueError, match="tol: expected a non-negative number, got -0.5"):
-        check_positive_number("tol", -0.5, allow_zero=True)
