@@ -28,6 +28,7 @@ DIGIT_MODELS = ("nice", "realnvp", "glow")  # what the demo fits to digits
 DIGITS_IMAGE = (1, 8, 8)
 DATASETS = ("digits", *data.TOY_2D)
 LOGIT_ALPHA = 0.05
+DIGITS_DROPOUT = {"nice": 0.3, "realnvp": 0.3, "glow": 0.2}
 TOY_TRAIN, TOY_TEST = 20_000, 5_000
 
 
@@ -44,8 +45,9 @@ class FitResult:
 
 
 def build_flow(model: str, dataset: str) -> nn.Module:
-    """The flow the jobs fit: the defaults on digits (Glow on (1, 8, 8) images, the others on
-    64-vectors); narrower, deeper and no dropout in 2-D."""
+    """The flow the jobs fit: the default sizes on digits (Glow on (1, 8, 8) images, the others on
+    64-vectors), regularised by dropout (an explicit option: 0.3 on vectors, 0.2 for Glow, the
+    rates that measured best on the 1497 training digits); narrower and deeper in 2-D."""
     if model not in MODELS:
         raise ValueError(f"model: expected one of {MODELS}, got {model!r}")
     if dataset not in DATASETS:
@@ -53,15 +55,15 @@ def build_flow(model: str, dataset: str) -> nn.Module:
     if model == "glow":
         if dataset != "digits":
             raise ValueError(f"model: glow models images, use it on digits, got {dataset!r}")
-        return flows.glow(DIGITS_IMAGE)
+        return flows.glow(DIGITS_IMAGE, dropout=DIGITS_DROPOUT[model])
     if model == "iresnet":  # Residual Flows' choices (roulette log-det, LipSwish, ActNorm)
         if dataset == "digits":
             return flows.residual_flow(64, num_blocks=8, hidden_dims=(256,))
         return flows.residual_flow(2, num_blocks=8, hidden_dims=(64, 64))
     builder = flows.nice if model == "nice" else flows.realnvp
     if dataset == "digits":
-        return builder(64)
-    return builder(2, num_layers=8, hidden_dims=(128, 128), dropout=0.0)
+        return builder(64, dropout=DIGITS_DROPOUT[model])
+    return builder(2, num_layers=8, hidden_dims=(128, 128))
 
 
 def data_distribution(

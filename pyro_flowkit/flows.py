@@ -1,7 +1,8 @@
 """Builders of whole flows, and the distribution a flow defines over a standard normal base.
 
-Every builder returns a Pyro ``ComposeTransformModule`` (or, for ``conditional_*``, a
-``ConditionalComposeTransformModule`` whose ``condition(context)`` returns one) whose forward map
+Every builder returns a :class:`~pyro_flowkit.transforms.ComposeFlow` (a Pyro
+``ComposeTransformModule``; for ``conditional_*``, a ``ConditionalComposeFlow`` whose
+``condition(context)`` returns one) whose forward map
 goes from the base to the data. Each new flow is the identity map: conditioners end in a
 zero-initialised layer.
 """
@@ -14,11 +15,9 @@ from itertools import chain
 import pyro.distributions as dist
 import torch
 from pyro.distributions.conditional import (
-    ConditionalComposeTransformModule,
     ConditionalTransform,
     ConditionalTransformedDistribution,
 )
-from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
 from torch.distributions import ComposeTransform, Transform
 
@@ -31,6 +30,8 @@ from pyro_flowkit.residual_flows import (
     residual_flow,
 )
 from pyro_flowkit.transforms import (
+    ComposeFlow,
+    ConditionalComposeFlow,
     ConditionalScaling,
     Permute,
     Scaling,
@@ -124,8 +125,8 @@ def nice(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float = 0.3,
-) -> ComposeTransformModule:
+    dropout: float = 0.0,
+) -> ComposeFlow:
     """NICE: ``num_layers`` additive couplings and a learned diagonal scaling.
 
     As in the paper, the scaling acts on the latent side (it is the first part in Pyro's
@@ -145,7 +146,7 @@ def nice(
     layers = _coupling_stack(
         "additive", event_shape, 0, num_layers, hidden_dims, mask, permutation, dropout
     )
-    return ComposeTransformModule([Scaling(event_shape), *layers], cache_size=1)
+    return ComposeFlow([Scaling(event_shape), *layers])
 
 
 def realnvp(
@@ -155,11 +156,11 @@ def realnvp(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float | None = None,
+    dropout: float = 0.0,
     log_scale_bound: float = 2.0,
     num_scales: int | None = None,
     hidden_channels: int | None = None,
-) -> ComposeTransformModule:
+) -> ComposeFlow:
     r"""RealNVP: affine couplings on vectors, or the multi-scale architecture on images.
 
     Each coupling's log-scale is soft-clamped to :math:`\pm` ``log_scale_bound`` (see
@@ -174,10 +175,12 @@ def realnvp(
             couplings use complementary masks (vectors).
         permutation: ``None``, ``"reverse"`` or ``"random"``: a fixed permutation between layers
             (vectors).
-        dropout: dropout rate of the conditioners' hidden units in training mode (evaluation mode
-            is deterministic and exactly invertible). The default, 0.3 for vectors and 0 for
-            images, keeps a vector flow of the default size from overfitting a small data set
-            (``benchmarks/RESULTS.md``); pass 0 for a deterministic map in training mode too.
+        dropout: dropout rate of the conditioners' hidden units in training mode (default 0: a
+            new flow is the same bijection in training and evaluation mode). A rate above 0
+            regularises a large flow on a small data set (0.3 keeps a vector flow of the default
+            size from overfitting the 1497 digits, ``benchmarks/RESULTS.md``), but then each
+            training-mode pass is a different random bijection and ``flow.inv(flow(x))`` is not
+            ``x`` until ``flow.eval()``.
         log_scale_bound: soft bound on every log-scale.
         num_scales: scales of the image architecture (default 2): per scale 3 checkerboard
             couplings, a squeeze, 3 channel couplings and half of the channels factored out; the
@@ -231,13 +234,12 @@ def _realnvp(
             "permutation": (opts["permutation"], None),
         }
         _refuse(vector_only, "image events (C, H, W)")
-        dropout = 0.0 if opts["dropout"] is None else opts["dropout"]
         return image_realnvp(
             event_shape,
             2 if opts["num_scales"] is None else opts["num_scales"],
             64 if opts["hidden_channels"] is None else opts["hidden_channels"],
             context_dim=context_dim,
-            dropout=dropout,
+            dropout=opts["dropout"],
             log_scale_bound=opts["log_scale_bound"],
         )
     image_only = {k: (opts[k], None) for k in ("num_scales", "hidden_channels")}
@@ -250,12 +252,12 @@ def _realnvp(
         (256, 256) if hidden_dims is None else hidden_dims,
         opts["mask"],
         opts["permutation"],
-        0.3 if opts["dropout"] is None else opts["dropout"],
+        opts["dropout"],
         log_scale_bound=opts["log_scale_bound"],
     )
     if context_dim:
-        return ConditionalComposeTransformModule(layers, cache_size=1)
-    return ComposeTransformModule(layers, cache_size=1)
+        return ConditionalComposeFlow(layers)
+    return ComposeFlow(layers)
 
 
 def _refuse(options: dict[str, tuple], what: str) -> None:
@@ -276,8 +278,8 @@ def conditional_nice(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float = 0.3,
-) -> ConditionalComposeTransformModule:
+    dropout: float = 0.0,
+) -> ConditionalComposeFlow:
     """NICE whose couplings and scaling also see a context; options as for :func:`nice`.
 
     ``condition(context)`` with a context of shape ``batch + (context_dim,)`` returns the plain
@@ -288,7 +290,7 @@ def conditional_nice(
         "additive", event_shape, context_dim, num_layers, hidden_dims, mask, permutation, dropout
     )
     scaling = ConditionalScaling(event_shape, context_dim, hidden_dims)
-    return ConditionalComposeTransformModule([scaling, *layers], cache_size=1)
+    return ConditionalComposeFlow([scaling, *layers])
 
 
 def conditional_realnvp(
@@ -299,11 +301,11 @@ def conditional_realnvp(
     *,
     mask: str = "alternating",
     permutation: str | None = None,
-    dropout: float | None = None,
+    dropout: float = 0.0,
     log_scale_bound: float = 2.0,
     num_scales: int | None = None,
     hidden_channels: int | None = None,
-) -> ConditionalComposeTransformModule:
+) -> ConditionalComposeFlow:
     """RealNVP whose couplings also see a context; options as for :func:`realnvp`.
 
     ``condition(context)`` with a context of shape ``batch + (context_dim,)`` returns the plain

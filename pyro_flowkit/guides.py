@@ -129,7 +129,9 @@ class AutoFlow(AutoContinuous):
         return dist.Normal(zero, torch.ones_like(zero)).to_event(1)
 
     def get_transform(self, *args: object, **kwargs: object) -> AffineTransform:
-        return AffineTransform(self.loc, self.scale, event_dim=1)
+        # cached, so scoring the guide's own sample hands the flow the very tensor it produced
+        # and the flow's cache answers: no inverse pass (an iterative one for iresnet)
+        return AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)
 
     def get_posterior(self, *args: object, **kwargs: object) -> dist.TransformedDistribution:
         """:math:`q(z)`: the base through the flow, then the affine map."""

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 from pyro.distributions.conditional import (
-    ConditionalComposeTransformModule,
     ConditionalTransform,
 )
-from pyro.distributions.torch_transform import ComposeTransformModule
 from torch import nn
 
 from pyro_flowkit.transforms import (
     ActNorm,
+    ComposeFlow,
+    ConditionalComposeFlow,
     ConditionalSplitPrior,
     ConditionalSqueezeBlock,
     InvertibleConv1x1,
@@ -52,8 +52,8 @@ def _compose(blocks: list[nn.Module], context_dim: int) -> nn.Module:
     """The whole flow in Pyro's order (the deepest level acts first on the base)."""
     parts = [p for level in reversed(blocks) for p in level]
     if context_dim:
-        return ConditionalComposeTransformModule(parts, cache_size=1)
-    return ComposeTransformModule(parts, cache_size=1)
+        return ConditionalComposeFlow(parts)
+    return ComposeFlow(parts)
 
 
 def _realnvp_blocks(
@@ -191,10 +191,10 @@ def glow(
     coupling: str = "affine",
     permutation: str = "conv1x1",
     lu: bool = True,
-    dropout: float = 0.2,
+    dropout: float = 0.0,
     log_scale_bound: float = 2.0,
     prior_hidden_channels: int = 0,
-) -> ComposeTransformModule:
+) -> ComposeFlow:
     r"""Glow on ``(C, H, W)``: per level a squeeze, ``depth`` steps, then the learned split prior.
 
     A step is (from the data side) :class:`~pyro_flowkit.transforms.ActNorm`, then
@@ -215,9 +215,10 @@ def glow(
         permutation: ``"conv1x1"`` (learned), ``"shuffle"`` (a fixed random permutation) or
             ``"reverse"`` (the channels reversed).
         lu: LU-parametrised 1x1 convolutions (else dense, with float64 log-det and inverse).
-        dropout: dropout rate of the conditioners' hidden units in training mode; the default
-            0.2 measured best on digits (``benchmarks/RESULTS.md``). Call ``eval()`` before
-            sampling or evaluating; pass 0 for a deterministic map in training mode too.
+        dropout: dropout rate of the conditioners' hidden units in training mode (default 0:
+            the same bijection in both modes). 0.2 regularises Glow on the small digits data
+            (``benchmarks/RESULTS.md``); with a rate above 0 call ``eval()`` before sampling or
+            evaluating.
         log_scale_bound: soft bound on every log-scale (couplings and split priors).
         prior_hidden_channels: width of the split priors' conditioners; 0 (Glow's choice) for a
             single zero-initialised 3x3 convolution.
@@ -258,10 +259,10 @@ def conditional_glow(
     coupling: str = "affine",
     permutation: str = "conv1x1",
     lu: bool = True,
-    dropout: float = 0.2,
+    dropout: float = 0.0,
     log_scale_bound: float = 2.0,
     prior_hidden_channels: int = 0,
-) -> ConditionalComposeTransformModule:
+) -> ConditionalComposeFlow:
     """:func:`glow` whose couplings and split priors also see a context vector, tiled over the
     image onto their conditioners' input; ActNorm and the 1x1 convolutions are shared by all
     contexts. ``condition(context)`` (shape ``batch + (context_dim,)``) returns the plain flow.

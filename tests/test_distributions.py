@@ -66,3 +66,12 @@ def test_conditional_flow_distribution_equals_pyro():
     ref = _reference(flow.condition(context), (4,))
     torch.testing.assert_close(ours.log_prob(z), ref.log_prob(z))
     assert ours.batch_shape == (5,) and ours.rsample((2,)).shape == (2, 5, 4)
+
+
+def test_logit_has_a_sign_so_cdf_and_icdf_exist():
+    d = dist.TransformedDistribution(dist.Normal(0.0, 1.0), [fk.transforms.Logit(0.05).inv])
+    u = torch.tensor([0.1, 0.5, 0.93])
+    torch.testing.assert_close(d.cdf(d.icdf(u)), u)
+    x = torch.tensor(0.7)  # P(X <= x) = P(Z <= logit(0.05 + 0.9 x))
+    expected = dist.Normal(0.0, 1.0).cdf(torch.logit(0.05 + 0.9 * x))
+    torch.testing.assert_close(d.cdf(x), expected)

@@ -180,14 +180,14 @@ def _digits_fit(steps, **kwargs):
 
 
 def test_realnvp_learns_the_digits():
-    """800 steps with the defaults: far below the uniform 4.09 bits/dim (2.2 in the benchmark)."""
-    assert _digits_fit(800) < 2.35
+    """800 steps with dropout 0.3: far below the uniform 4.09 bits/dim (2.2 in the benchmark)."""
+    assert _digits_fit(800, dropout=0.3) < 2.35
 
 
 @pytest.mark.slow
-def test_default_dropout_is_what_prevents_overfitting():
-    """After 2000 steps the defaults stay near their best while dropout=0 has overfitted."""
-    with_dropout, without = _digits_fit(2000), _digits_fit(2000, dropout=0.0)
+def test_dropout_is_what_prevents_overfitting():
+    """After 2000 steps dropout 0.3 stays near its best while the default (none) has overfitted."""
+    with_dropout, without = _digits_fit(2000, dropout=0.3), _digits_fit(2000)
     assert with_dropout < 2.25 and without > with_dropout + 0.5
 
 

@@ -77,6 +77,35 @@ def constrained(y):
         pyro.sample("y", dist.Poisson(rate * 3 * mix[..., 0]), obs=y)
 
 
+def _count_inverse_passes(module: nn.Module) -> list[int]:
+    counter = [0]
+    for m in module.modules():
+        if hasattr(m, "_backward"):
+            inverse = m._backward
+
+            def counted(y, inverse=inverse):
+                counter[0] += 1
+                return inverse(y)
+
+            m._backward = counted
+    return counter
+
+
+@pytest.mark.parametrize("flow", ["realnvp", "iresnet"])
+def test_svi_steps_never_run_the_flow_inverse(flow):
+    """The guide scores its own sample: the affine map's cache hands the flow the tensor it
+    produced (no inverse pass; for iresnet that would be a fixed-point solve, which could raise
+    InversionError in training)."""
+    kw = {"num_layers": 2} if flow == "realnvp" else {"num_blocks": 2}
+    guide = AutoFlow(banana, flow, hidden_dims=(8,), **kw)
+    guide()
+    counter = _count_inverse_passes(guide.flow)
+    svi = SVI(banana, guide, pyro.optim.Adam({"lr": 0.01}), Trace_ELBO())
+    for _ in range(10):
+        svi.step()
+    assert counter[0] == 0
+
+
 def test_initialisation_honours_init_loc_fn():
     y = torch.tensor([3.0, 5.0, 4.0])
     init = init_to_value(values={"rate": torch.tensor(7.0), "mix": torch.tensor([0.5, 0.3, 0.2])})

@@ -61,6 +61,21 @@ def test_actnorm_guards_zero_variance_and_sampling_does_not_initialise():
     assert torch.isfinite(single.inv(torch.randn(4))).all()  # one vector: zero variance
 
 
+@pytest.mark.parametrize("bad", [math.inf, math.nan])
+def test_actnorm_refuses_non_finite_init_data_and_stays_uninitialised(bad):
+    """One inf in the first batch used to make loc/scale NaN, and every later log_prob NaN."""
+    t = ActNorm((2, 3, 3))
+    y = torch.randn(8, 2, 3, 3)
+    y[3, 1, 0, 2] = bad
+    with pytest.raises(ValueError, match=r"first data batch.*1 NaN or infinite entries of 144"):
+        t.inv(y)
+    assert not bool(t.initialized)
+    assert torch.equal(t.loc, torch.zeros_like(t.loc))
+    d = fk.flows.flow_distribution(t, (2, 3, 3))
+    clean = torch.randn(8, 2, 3, 3)
+    assert torch.isfinite(d.log_prob(clean)).all() and bool(t.initialized)
+
+
 def test_actnorm_initialized_buffer_is_saved_and_loaded():
     t = ActNorm((2, 3, 3))
     t.inv(3 * torch.randn(8, 2, 3, 3) + 1)
@@ -100,6 +115,30 @@ def test_dense_conv1x1_log_det_and_inverse_in_float64():
     assert abs(t.log_abs_det_matrix().item() - expected.item()) < 1e-6
     x = torch.randn(3, 6, 4, 4)
     torch.testing.assert_close(t.inv(t(x)), x, atol=1e-5, rtol=1e-5)
+
+
+def test_dense_conv1x1_trains_through_pyro_module_and_feeds_an_affine_transform():
+    """lu=False stored a column-major weight: pyro.module registered a copy (SVI never trained
+    the layer) and the permuted output crashed a following AffineTransform's log_prob."""
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, Trace_ELBO
+
+    t = InvertibleConv1x1(4, lu=False)
+    before = t.weight.detach().clone()
+    scale = dist.transforms.AffineTransform(0.0, 2.0, event_dim=3)
+    base = dist.Normal(torch.zeros(4, 3, 3), 1.0).to_event(3)
+    data = torch.randn(16, 4, 3, 3) * torch.tensor([3.0, 1.0, 1.0, 1.0]).view(4, 1, 1)
+
+    def model():
+        pyro.module("conv", t)
+        with pyro.plate("data", 16):
+            pyro.sample("x", dist.TransformedDistribution(base, [t, scale]), obs=data)
+
+    svi = SVI(model, lambda: None, pyro.optim.Adam({"lr": 0.05}), Trace_ELBO())
+    for _ in range(3):
+        svi.step()
+    assert not torch.allclose(t.weight.detach(), before)
 
 
 def test_conv1x1_rejects_wrong_channels():

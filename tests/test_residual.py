@@ -324,6 +324,19 @@ def test_series_coefficients():
     assert coeffs == [1.0] + [0.75**-m for m in range(1, len(coeffs))]
 
 
+def test_saving_after_sampling_and_training_passes_does_not_warn(tmp_path):
+    """The sampling pass of a density-direction flow registers a gradient hook on its output;
+    a cached pass kept that tensor, and pickling it warned (an error under filterwarnings)."""
+    flow = fk.flows.residual_flow(2, num_blocks=2, hidden_dims=(8,))
+    d = fk.flows.flow_distribution(flow, 2)
+    d.log_prob(d.rsample((4,))).sum().backward()
+    torch.save(flow, tmp_path / "flow.pt")  # the whole module, cache included
+    torch.save(flow.state_dict(), tmp_path / "state.pt")
+    loaded = torch.load(tmp_path / "flow.pt", weights_only=False)
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(loaded.inv(x), flow.inv(x.clone()))
+
+
 def test_bad_arguments_name_themselves():
     net = LipschitzMLP(D, (8,))
     with pytest.raises(ValueError, match="logdet: expected one of"):

@@ -11,9 +11,11 @@ leading sample dimensions. Later issues add their rows here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyro
 import pyro.distributions as dist
 import pytest
 import torch
@@ -81,6 +83,7 @@ class Case:
     identity_at_init: bool = True
     data_shape: tuple[int, ...] | None = None  # the event's shape on the data side, if different
     round_trip_tol: float = 1e-10  # deep stacks of perturbed layers lose a few more digits
+    random_in_training: bool = False  # built with dropout (an explicit option): eval mode only
 
     @property
     def conditional(self) -> bool:
@@ -131,35 +134,36 @@ CASES = [
         context_dim=3,
     ),
     Case("conditional-scaling", lambda: ConditionalScaling(4, 3, H), (4,), context_dim=3),
-    Case("nice", lambda: fk.flows.nice(6, hidden_dims=H, dropout=0), (6,)),
+    Case("nice", lambda: fk.flows.nice(6, hidden_dims=H), (6,)),
     Case(
         "nice-half-reverse",
-        lambda: fk.flows.nice(5, 3, H, mask="half", permutation="reverse", dropout=0),
+        lambda: fk.flows.nice(5, 3, H, mask="half", permutation="reverse"),
         (5,),
         identity_at_init=False,
     ),
-    Case("realnvp", lambda: fk.flows.realnvp(6, num_layers=4, hidden_dims=H, dropout=0), (6,)),
+    Case("realnvp", lambda: fk.flows.realnvp(6, num_layers=4, hidden_dims=H), (6,)),
     Case(
         "realnvp-random-permutation",
-        lambda: fk.flows.realnvp(5, 3, H, mask="half", permutation="random", dropout=0),
+        lambda: fk.flows.realnvp(5, 3, H, mask="half", permutation="random"),
         (5,),
         identity_at_init=False,
     ),
     Case(
         "realnvp-dropout-eval-mode",
-        lambda: fk.flows.realnvp(6, num_layers=3, hidden_dims=H).eval(),
+        lambda: fk.flows.realnvp(6, num_layers=3, hidden_dims=H, dropout=0.3).eval(),
         (6,),
+        random_in_training=True,
     ),
     Case(
         "conditional-nice",
-        lambda: fk.flows.conditional_nice(4, 3, num_layers=2, hidden_dims=H, dropout=0),
+        lambda: fk.flows.conditional_nice(4, 3, num_layers=2, hidden_dims=H),
         (4,),
         context_dim=3,
     ),
     Case(
         "conditional-realnvp",
         lambda: fk.flows.conditional_realnvp(
-            5, 3, num_layers=3, hidden_dims=H, permutation="random", dropout=0
+            5, 3, num_layers=3, hidden_dims=H, permutation="random"
         ),
         (5,),
         context_dim=3,
@@ -271,40 +275,37 @@ IMAGE_CASES = [
         lambda: fk.flows.realnvp((1, 8, 8), num_scales=3, hidden_channels=4, dropout=0.2).eval(),
         (1, 8, 8),
         round_trip_tol=1e-7,
+        random_in_training=True,
     ),
     Case(
         "glow",
-        lambda: _initialized(
-            fk.flows.glow((1, 4, 4), levels=2, depth=2, hidden_channels=8, dropout=0)
-        ),
+        lambda: _initialized(fk.flows.glow((1, 4, 4), levels=2, depth=2, hidden_channels=8)),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "glow-additive-shuffle-one-level",
         lambda: _initialized(
-            fk.flows.glow(IMG, 1, 2, 8, coupling="additive", permutation="shuffle", dropout=0)
+            fk.flows.glow(IMG, 1, 2, 8, coupling="additive", permutation="shuffle")
         ),
         IMG,
         identity_at_init=False,
     ),
     Case(
-        "glow-dense-conv1x1-prior-net-eval-mode",
-        lambda: _initialized(
-            fk.flows.glow((1, 4, 4), 2, 1, 8, lu=False, prior_hidden_channels=4).eval()
-        ),
+        "glow-dense-conv1x1-prior-net",
+        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, lu=False, prior_hidden_channels=4)),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "glow-reverse",
-        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, permutation="reverse", dropout=0)),
+        lambda: _initialized(fk.flows.glow((1, 4, 4), 2, 1, 8, permutation="reverse")),
         (1, 4, 4),
         identity_at_init=False,
     ),
     Case(
         "conditional-glow",
-        lambda: _initialized(fk.flows.conditional_glow((1, 4, 4), 3, 2, 2, 8, dropout=0)),
+        lambda: _initialized(fk.flows.conditional_glow((1, 4, 4), 3, 2, 2, 8)),
         (1, 4, 4),
         context_dim=3,
         identity_at_init=False,
@@ -371,11 +372,19 @@ CONDITIONAL = [c for c in CASES if c.conditional]
 LEARNABLE = [c for c in CASES if c.identity_at_init]
 
 cases = pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+modes = pytest.mark.parametrize("mode", ["train", "eval"])
 
 
-def instantiate(case: Case, device: torch.device, dtype: torch.dtype = torch.float64):
-    """The row's module (perturbed, moved), the plain transform to test, and the context used."""
+def instantiate(
+    case: Case, device: torch.device, dtype: torch.dtype = torch.float64, mode: str | None = None
+):
+    """The row's module (perturbed, moved; in training or evaluation ``mode`` if given), the
+    plain transform to test, and the context used."""
     module = case.build().to(device=device, dtype=dtype)
+    if mode is not None:
+        if mode == "train" and case.random_in_training:
+            pytest.skip("built with dropout: a random map in training mode, by request")
+        module.train(mode == "train")
     perturb(module)
     if not case.conditional:
         return module, module, None
@@ -403,8 +412,9 @@ def test_shapes(case, batch, device):
 
 
 @cases
-def test_round_trip_bypassing_cache(case, device):
-    _, t, _ = instantiate(case, device)
+@modes
+def test_round_trip_bypassing_cache(case, mode, device):
+    _, t, _ = instantiate(case, device, mode=mode)
     x = sample(case, (3, 2), device)
     y = call_uncached(t, x)
     if case.identity_at_init:
@@ -417,8 +427,20 @@ def test_round_trip_bypassing_cache(case, device):
 
 
 @cases
-def test_log_det_matches_autograd_jacobian(case, device):
-    _, t, _ = instantiate(case, device)
+@modes
+def test_round_trip_through_the_public_api(case, mode, device):
+    """``t.inv(t(x).clone())``: a clone is not the cached output, so the inverse really runs; a
+    new flow is a bijection in training mode too (DESIGN.md: no dropout unless asked for)."""
+    _, t, _ = instantiate(case, device, mode=mode)
+    x = sample(case, (3,), device)
+    tol = case.round_trip_tol
+    torch.testing.assert_close(t.inv(t(x).clone()), x, atol=tol, rtol=tol)
+
+
+@cases
+@modes
+def test_log_det_matches_autograd_jacobian(case, mode, device):
+    _, t, _ = instantiate(case, device, mode=mode)
     shape = torch.Size(case.event_shape)
     for x in sample(case, (3,), device):
         clear_caches(t)
@@ -639,3 +661,65 @@ def test_loading_new_parameter_objects_invalidates_the_cache(case, device):
     clear_caches(t)
     torch.testing.assert_close(after, d.log_prob(y))
     assert not torch.allclose(before, after)
+
+
+@cases
+def test_outputs_are_contiguous(case, device):
+    """A later transform (e.g. ``AffineTransform(event_dim=3)``) may ``.view()`` them."""
+    _, t, _ = instantiate(case, device)
+    x = sample(case, (3, 2), device)
+    y = t(x)
+    assert y.is_contiguous() and t.inv(y.clone()).is_contiguous()
+    for name, p in t.named_parameters():
+        assert p.is_contiguous(), f"{name} is not contiguous"
+
+
+@cases
+def test_pyro_module_registers_the_parameters_the_module_trains(case, device):
+    """``pyro.module`` must hand the param store the very tensors the module holds, so that
+    an SVI step updates the module (a non-contiguous parameter would be registered as a copy)."""
+    module, _, _ = instantiate(case, device)
+    pyro.module("m", module)
+    store = pyro.get_param_store()
+    for name, p in module.named_parameters():
+        assert store[f"m$$${name}"] is p, f"{name} is registered as a copy"
+
+
+@cases
+def test_deepcopy_after_a_training_pass(case, device):
+    """The cached pass holds graph tensors, which ``copy.deepcopy`` cannot copy: it is dropped;
+    the copy computes the same map and trains independently."""
+    module, t, context = instantiate(case, device)
+    d = _distribution(t, case, device)
+    log_p = d.log_prob(sample(case, (4,), device, data=True))
+    if log_p.requires_grad:
+        log_p.sum().backward()
+    other = copy.deepcopy(module)
+    t_other = other.condition(context) if case.conditional else other
+    x = sample(case, (3,), device)
+    torch.testing.assert_close(t_other(x), call_uncached(t, x), atol=0, rtol=0)
+    if list(module.parameters()):
+        perturb(other, 0.05)  # the copy's parameters are its own
+        assert not torch.equal(call_uncached(t_other, x), call_uncached(t, x))
+
+
+@cases
+def test_other_dtype_is_named(case, device):
+    module, t, _ = instantiate(case, device, dtype=torch.float32)
+    if not any(p.is_floating_point() for p in [*module.parameters(), *module.buffers()]):
+        pytest.skip("no floating parameters: any dtype is valid")
+    x = sample(case, (2,), device, dtype=torch.float64)
+    with pytest.raises(TypeError, match=r"expected a torch.float32 tensor .* got torch.float64"):
+        t(x)
+    with pytest.raises(TypeError, match=r"expected a torch.float32 tensor .* got torch.float64"):
+        t.inv(sample(case, (2,), device, dtype=torch.float64, data=True))
+
+
+@cases
+def test_an_empty_batch_maps_to_an_empty_batch(case, device):
+    """``sample((0,))`` must not crash (a fixed-point inverse took a max over nothing)."""
+    _, t, _ = instantiate(case, device)
+    x = sample(case, (0,), device)
+    y = t(x)
+    assert y.shape == sample(case, (0,), device, data=True).shape
+    assert t.inv(y.clone()).shape == x.shape

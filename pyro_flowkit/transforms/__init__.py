@@ -6,6 +6,7 @@ Pyro's direction throughout: the forward map goes from the base (noise) to the d
 
 from pyro_flowkit.transforms._base import CachedTransform, FlowTransform, as_event_shape
 from pyro_flowkit.transforms.actnorm import ActNorm
+from pyro_flowkit.transforms.compose import ComposeFlow, ConditionalComposeFlow, compose
 from pyro_flowkit.transforms.conv1x1 import InvertibleConv1x1
 from pyro_flowkit.transforms.coupling import (
     AdditiveCoupling,
@@ -44,6 +45,8 @@ __all__ = [
     "AffineCoupling",
     "CachedTransform",
     "ChannelPartition",
+    "ComposeFlow",
+    "ConditionalComposeFlow",
     "ConditionalAdditiveCoupling",
     "ConditionalAffineCoupling",
     "ConditionalInverse",
@@ -67,6 +70,7 @@ __all__ = [
     "as_event_shape",
     "channel_mask",
     "checkerboard_mask",
+    "compose",
     "coupling",
     "half_mask",
     "make_partition",

@@ -85,6 +85,7 @@ class CachedTransform(TransformModule):
         super().__init__(cache_size=1)
         self._pass: tuple[Tensor, Tensor, Tensor, tuple] | None = None
         self._watched: tuple[tuple[nn.Module, str], ...] | None = None
+        self._dtype: torch.dtype | bool | None = None  # the parameters' dtype, at the first pass
 
     def _forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -124,12 +125,14 @@ class CachedTransform(TransformModule):
 
     def _call(self, x: Tensor) -> Tensor:
         self._check_input(x, "x")
+        self._check_dtype(x, "x")
         y, ladj = self._forward(x)
         self._pass = (x, y, ladj, self._stamp())
         return y
 
     def _inverse(self, y: Tensor) -> Tensor:
         self._check_input(y, "y")
+        self._check_dtype(y, "y")
         x, ladj = self._backward(y)
         self._pass = (x, y, ladj, self._stamp())
         return x
@@ -156,7 +159,47 @@ class CachedTransform(TransformModule):
 
     def _apply(self, fn: Callable, *args: object, **kwargs: object) -> CachedTransform:
         self._pass, self._watched = None, None  # .to(), .double(): new tensors, new versions
+        self._dtype = None
         return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._dtype = None  # assign=True may bring tensors of another dtype
+
+    def __getstate__(self) -> dict:
+        """The state without the cached pass, so ``copy.deepcopy`` and pickling work after a
+        training pass (the cache holds tensors of an autograd graph, which cannot be copied)."""
+        return forget_pass(super().__getstate__())
+
+    def _check_dtype(self, t: Tensor, name: str) -> None:
+        """Raise ``TypeError`` if ``t``'s dtype is not that of the parameters and buffers."""
+        if self._dtype is None:  # looked up once; False: no floating parameter or buffer
+            self._dtype = float_dtype(self) or False
+        if self._dtype and t.dtype != self._dtype:
+            raise TypeError(
+                f"{name}: expected a {self._dtype} tensor (the dtype of {type(self).__name__}'s "
+                f"parameters), got {t.dtype}; convert one of them: {name}.to({self._dtype}), "
+                f"or the flow's .to({t.dtype})"
+            )
+
+
+def float_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of ``module``'s first floating parameter or buffer (``None`` if it has none)."""
+    for t in (*module.parameters(), *module.buffers()):
+        if t.is_floating_point():
+            return t.dtype
+    return None
+
+
+def forget_pass(state: dict) -> dict:
+    """A transform's ``__getstate__`` with every cached pass removed (ours and torch's)."""
+    state = dict(state)
+    for key, empty in [("_pass", None), ("_watched", None), ("_cached_x_y", (None, None))]:
+        if key in state:
+            state[key] = empty
+    if "_dtype" in state:
+        state["_dtype"] = None
+    return state
 
 
 class FlowTransform(CachedTransform):

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit.transforms._base import EventShape, FlowTransform
+from pyro_flowkit.validation import check_finite_tensor
 
 _MIN_STD = 1e-6
 
@@ -59,8 +60,13 @@ class ActNorm(FlowTransform):
 
     @torch.no_grad()
     def initialize(self, y: Tensor) -> None:
-        """Set the parameters from the data batch ``y`` (shape ``batch + event_shape``)."""
+        """Set the parameters from the data batch ``y`` (shape ``batch + event_shape``).
+
+        Raises ``ValueError`` if ``y`` has a NaN or infinite entry, and leaves the layer
+        uninitialised: statistics of such a batch would make every later output NaN.
+        """
         self._check_input(y, "y")
+        check_finite_tensor("y (the first data batch, from which ActNorm initialises)", y)
         if self.per_position:
             units = y.reshape(-1, self.event_shape.numel()).T
         else:

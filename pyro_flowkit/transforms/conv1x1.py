@@ -42,8 +42,8 @@ class InvertibleConv1x1(ImageTransform):
         self.channels, self.lu = channels, bool(lu)
         w = torch.linalg.qr(torch.randn(channels, channels, dtype=torch.float64))[0]
         dtype = torch.get_default_dtype()
-        if not self.lu:
-            self.weight = nn.Parameter(w.to(dtype))
+        if not self.lu:  # QR's factor is column-major: a parameter must own contiguous data
+            self.weight = nn.Parameter(w.to(dtype).contiguous())
             return
         p, lower, upper = torch.linalg.lu(w)
         s = torch.diagonal(upper)
@@ -90,9 +90,11 @@ class InvertibleConv1x1(ImageTransform):
             )
 
     def _apply_matrix(self, x: Tensor, matrix: Tensor) -> tuple[Tensor, Tensor]:
-        # a batched matrix product over the pixels: on CPU faster than conv2d's 1x1 kernel
-        y = torch.einsum("ij,njp->nip", matrix, x.reshape(-1, self.channels, x.shape[-2:].numel()))
-        y = y.view(x.shape)
+        # a batched matrix product over the pixels: on CPU faster than conv2d's 1x1 kernel or
+        # matmul's broadcast; einsum returns a permuted view, made contiguous (a later
+        # transform may .view() it)
+        flat = x.reshape(-1, self.channels, x.shape[-2:].numel())
+        y = torch.einsum("ij,njp->nip", matrix, flat).contiguous().view(x.shape)
         ladj = self.log_abs_det_matrix() * x.shape[-2:].numel()
         return y, ladj.expand(x.shape[:-3])
 

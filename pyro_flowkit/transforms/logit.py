@@ -10,6 +10,7 @@ from pyro.distributions import constraints
 from torch import Tensor
 
 from pyro_flowkit.transforms._base import CachedTransform
+from pyro_flowkit.validation import check_interval
 
 
 class Logit(CachedTransform):
@@ -37,10 +38,10 @@ class Logit(CachedTransform):
     """
 
     codomain = constraints.real
+    sign = +1  # increasing, so TransformedDistribution has cdf and icdf
 
     def __init__(self, alpha: float = 0.05) -> None:
-        if not 0 <= alpha < 0.5:
-            raise ValueError(f"alpha: expected a number in [0, 0.5), got {alpha!r}")
+        check_interval("alpha", alpha, 0, 0.5, open_high=True)
         super().__init__()
         self.alpha = float(alpha)
         self._log_slope = math.log1p(-2 * self.alpha)

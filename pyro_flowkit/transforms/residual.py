@@ -65,6 +65,11 @@ LOGDETS = ("series", "roulette", "exact")
 Net = Callable[[Tensor], Tensor]
 
 
+def max_abs(t: Tensor) -> float:
+    """The largest ``|t|`` as a float (0 for an empty tensor, e.g. ``sample((0,))``)."""
+    return t.abs().max().item() if t.numel() else 0.0
+
+
 def banach_inverse(
     g: Net,
     y: Tensor,
@@ -89,7 +94,7 @@ def banach_inverse(
     with torch.no_grad(), frozen_spectral_norms():
         for k in range(1, max_iter + 1):
             x_next = y - g(x)
-            step = (x_next - x).abs().max().item()
+            step = max_abs(x_next - x)
             x = x_next
             if history is not None:
                 history.append(x)
@@ -203,11 +208,11 @@ def _implicit_gradient(x: Tensor, g: Net, fixed: Tensor, tol: float, max_iter: i
         gz = g(z)
 
     def hook(grad: Tensor) -> Tensor:
-        limit = tol * max(1.0, grad.abs().max().item())
+        limit = tol * max(1.0, max_abs(grad))
         u = grad
         for _ in range(max_iter):
             u_next = grad - _vjp(gz, z, u, False)
-            step = (u_next - u).abs().max().item()
+            step = max_abs(u_next - u)
             u = u_next
             if not step > limit:
                 return u
@@ -346,7 +351,7 @@ class InvertibleResidual(FlowTransform):
 
     def _tolerance(self, y: Tensor) -> tuple[float, float]:
         """``(inverse_tol, floor)``: a step below 16 ulps of the largest ``|y|`` is converged."""
-        floor = 16 * torch.finfo(y.dtype).eps * max(1.0, y.detach().abs().max().item())
+        floor = 16 * torch.finfo(y.dtype).eps * max(1.0, max_abs(y.detach()))
         return max(self.inverse_tol, floor), floor
 
     def _backward(self, y: Tensor) -> tuple[Tensor, Tensor]:
