@@ -5,7 +5,9 @@ are one matrix product, :math:`x\,(\log p - \log(1-p))^\top + \sum_j \log(1 - p_
 sets :math:`w_k = N_k / N` and :math:`p_k = \sum_n r_{nk} x_n / N_k`, projected onto
 :math:`[\epsilon, 1 - \epsilon]` (``min_prob``). The projection is the exact maximiser of the
 M-step's objective over that box (it is concave in each :math:`p_{kj}`), so EM stays monotone and
-pixels that are always 0 or 1 keep a finite log-likelihood.
+pixels that are always 0 or 1 keep a finite log-likelihood. :class:`BernoulliMixture` is a
+scikit-learn estimator (a density estimator, like its ``GaussianMixture``); tensors in give tensors
+out, NumPy in gives NumPy out.
 
 References:
     Pattern Recognition and Machine Learning, section 9.3.3 (Bishop, 2006).
@@ -22,13 +24,18 @@ from torch.distributions import constraints
 
 from pyro_flowkit.inference.em import Params
 from pyro_flowkit.models._mixture import (
+    ArrayLike,
     ProbabilisticMixture,
+    RandomStateLike,
+    check_binary,
     check_data,
     check_init,
     check_weights,
     enumerated_mixture,
+    to_tensor,
 )
 from pyro_flowkit.models.kmeans import KMeans
+from pyro_flowkit.validation import check_choice, check_count, check_finite, check_interval
 
 __all__ = ["BernoulliMixture"]
 
@@ -48,9 +55,20 @@ class BernoulliMixture(ProbabilisticMixture):
         chunk_size: rows per chunk of the E-step.
         seed: seed of the initialisation and of ``sample``.
         name: prefix of the Pyro sites and params of :meth:`model`.
+        binarize: ``None`` (the data must be 0/1) or a threshold: every input (of ``fit``,
+            ``predict``, ``score``..., :meth:`model`) becomes ``x > binarize``, as in
+            scikit-learn's ``BernoulliNB``.
+        random_state: scikit-learn's name for ``seed``: an integer (the same fit as ``seed`` of
+            that value), a NumPy ``RandomState`` (draws the seed at every ``fit`` and ``sample``)
+            or ``None``. At most one of ``seed`` and ``random_state`` may be set.
+
+    The arguments are stored as given and checked by :meth:`fit` (scikit-learn's rules). Fitted
+    arrays are tensors when ``fit`` got a tensor, NumPy arrays otherwise; the outputs of the
+    methods follow their own input the same way.
 
     Fitted attributes: ``weights_`` ``(K,)``, ``probs_`` ``(K, d)``, ``converged_``, ``n_iter_``,
-    ``lower_bound_``, ``lower_bounds_``.
+    ``lower_bound_``, ``lower_bounds_``, ``monotone_violations_``, ``n_features_in_`` (and
+    ``feature_names_in_`` when fit on a data frame).
 
     Example:
         >>> x = (torch.rand(400, 8) < torch.tensor([0.9] * 4 + [0.1] * 4)).double()
@@ -69,41 +87,56 @@ class BernoulliMixture(ProbabilisticMixture):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "kmeans",
-        weights_init: Tensor | None = None,
-        probs_init: Tensor | None = None,
+        weights_init: ArrayLike | None = None,
+        probs_init: ArrayLike | None = None,
         min_prob: float = 1e-6,
         chunk_size: int | None = None,
         seed: int | None = None,
         name: str = "bmm",
+        binarize: float | None = None,
+        random_state: RandomStateLike = None,
     ) -> None:
-        super().__init__(
-            n_components, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
-            seed=seed,
-        )  # fmt: skip
-        if init_params not in ("kmeans", "random"):
-            raise ValueError(f"init_params: expected 'kmeans' or 'random', got {init_params!r}")
-        if not 0 < min_prob < 0.5:
-            raise ValueError(f"min_prob: expected a number in (0, 0.5), got {min_prob!r}")
-        self.n_components, self.init_params, self.min_prob = n_components, init_params, min_prob
-        self.weights_init, self.probs_init, self.name = weights_init, probs_init, name
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.probs_init = probs_init
+        self.min_prob = min_prob
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.name = name
+        self.binarize = binarize
+        self.random_state = random_state
 
-    def fit(self, x: Tensor | np.ndarray) -> BernoulliMixture:
-        """Fit by EM on binary ``x`` of shape ``(n, d)``; returns ``self``."""
-        x = check_data(x, min_rows=self.n_components, binary=True)
-        self.n_features_in_ = x.shape[1]
-        self._use_chunks(self.n_components + x.shape[1])
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_choice("init_params", self.init_params, ("kmeans", "random"))
+        check_interval("min_prob", self.min_prob, 0, 0.5, open_low=True, open_high=True)
+        if self.binarize is not None:
+            check_finite("binarize", self.binarize)
+
+    def _check_values(self, x: Tensor, name: str, array: np.ndarray | None) -> Tensor:
+        if self.binarize is not None:
+            return (x > self.binarize).to(x.dtype)
+        return check_binary(x, name)
+
+    def fit(self, x: ArrayLike, y: object = None) -> BernoulliMixture:
+        """Fit by EM on binary ``x`` of shape ``(n, d)`` (or any ``x`` with ``binarize``); ``y``
+        is ignored. Returns ``self``."""
+        self._check_params()
+        xt = self._input(x, reset=True, min_rows=self.n_components)
         g = self._generator()
-        result = self._em.fit(self, x, lambda _: self._initial_params(x, g))
-        self.weights_, self.probs_ = result.params["weights"], result.params["probs"]
+        em = self._driver(xt.shape[1])
+        result = self._fit_em(em, xt, lambda _: self._initial_params(xt, g))
+        self.weights_ = self._export(result.params["weights"])
+        self.probs_ = self._export(result.params["probs"])
         self._store(result)
         return self
 
-    def _check_x(self, x: Tensor | np.ndarray) -> Tensor:
-        self._check_fitted()
-        return check_data(x, n_features=self.n_features_in_, binary=True)
-
     def _params(self) -> Params:
-        return {"weights": self.weights_, "probs": self.probs_}
+        return {"weights": to_tensor(self.weights_), "probs": to_tensor(self.probs_)}
 
     def n_parameters(self) -> int:
         """The number of free parameters: :math:`K d + K - 1`."""
@@ -111,15 +144,20 @@ class BernoulliMixture(ProbabilisticMixture):
         k, d = self.probs_.shape
         return k * d + k - 1
 
-    def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
-        """``(x, labels)``: ``n_samples`` binary draws and their components, sorted by component."""
+    def sample(self, n_samples: int = 1) -> tuple[ArrayLike, ArrayLike]:
+        """``(x, labels)``: ``n_samples`` binary draws and their components, sorted by component
+        (arrays of the kind of the fitted attributes)."""
         self._check_fitted()
+        check_count("n_samples", n_samples)
+        params = self._params()
+        probs = params["probs"]
         g = self._generator()
-        weights = self.weights_.detach().cpu()
+        weights = params["weights"].detach().cpu()
         labels = torch.multinomial(weights, n_samples, replacement=True, generator=g).sort().values
-        u = torch.rand(n_samples, self.probs_.shape[1], generator=g, dtype=weights.dtype)
-        labels = labels.to(self.probs_.device)
-        return (u.to(self.probs_) < self.probs_[labels]).to(self.probs_), labels
+        u = torch.rand(n_samples, probs.shape[1], generator=g, dtype=weights.dtype)
+        labels = labels.to(probs.device)
+        draws = (u.to(probs) < probs[labels]).to(probs)
+        return self._export(draws), self._export(labels)
 
     # ---------------------------------------------------------------- EMModel
     def _weighted_log_prob(self, x: Tensor, params: Params) -> Tensor:
@@ -151,7 +189,7 @@ class BernoulliMixture(ProbabilisticMixture):
             params = {"weights": x.new_full((k,), 1 / k), "probs": probs.to(x)}
         else:
             seed = int(torch.randint(0, 2**62, (), generator=g))
-            km = KMeans(k, chunk_size=self.chunk_size, seed=seed).fit(x)
+            km = KMeans(k, chunk_size=self.chunk_size, random_state=seed).fit(x)
             counts = km.labels_.bincount(minlength=k).to(x)
             stats = {"nk": counts, "s1": km.cluster_centers_ * counts[:, None], "n": counts.sum()}
             params = self.m_step(stats, {})
@@ -171,13 +209,15 @@ class BernoulliMixture(ProbabilisticMixture):
         ``f"{name}.assignment"`` is enumerated in the plate ``f"{name}.data"``, so the ELBO is the
         log-likelihood EM maximises. :meth:`load_param_store` copies the params back.
         """
-        x = check_data(x, binary=True)
+        self._check_params()
+        x = self._check_values(check_data(x), "x", None)
 
         def init() -> Params:
             if not hasattr(self, "probs_"):
                 self.n_features_in_ = x.shape[1]
-                self.weights_, self.probs_ = self._initial_params(x, self._generator()).values()
-            return {key: value.clone() for key, value in self._params().items()}
+                params = self._initial_params(x, self._generator())
+                self.weights_, self.probs_ = params["weights"], params["probs"]
+            return {key: value.to(x, copy=True) for key, value in self._params().items()}
 
         store = pyro.get_param_store()
         fresh = init() if f"{self.name}.weights" not in store else {"weights": None, "probs": None}
@@ -188,9 +228,9 @@ class BernoulliMixture(ProbabilisticMixture):
         )
 
     def load_param_store(self) -> BernoulliMixture:
-        """Copy the Pyro params of :meth:`model` into ``weights_`` and ``probs_``; returns
-        ``self``."""
+        """Copy the Pyro params of :meth:`model` into ``weights_`` and ``probs_`` (NumPy arrays if
+        the estimator was fit on NumPy data); returns ``self``."""
         store = pyro.get_param_store()
-        self.weights_ = store[f"{self.name}.weights"].detach()
-        self.probs_ = store[f"{self.name}.probs"].detach()
+        self.weights_ = self._export(store[f"{self.name}.weights"].detach())
+        self.probs_ = self._export(store[f"{self.name}.probs"].detach())
         return self

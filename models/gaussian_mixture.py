@@ -7,8 +7,9 @@ precisions; the M-step sets :math:`w_k = N_k / N`, :math:`\mu_k = \sum_n r_{nk} 
 with the full, tied, diagonal or spherical form of :math:`\Sigma`. The second moments are
 accumulated around the previous means, :math:`\sum_n r_{nk} (x_n - \mu_k^{old})(\cdot)^\top`, and
 corrected by :math:`-N_k \delta_k \delta_k^\top` with :math:`\delta_k = \mu_k - \mu_k^{old}`:
-exact, and free of the cancellation of :math:`E[xx^\top] - \mu\mu^\top`. The API follows
-scikit-learn's ``GaussianMixture``.
+exact, and free of the cancellation of :math:`E[xx^\top] - \mu\mu^\top`. The estimator is a
+scikit-learn estimator with the API of its ``GaussianMixture`` (``get_params``/``set_params``,
+``clone``, parameters read at ``fit``); tensors in give tensors out, NumPy in gives NumPy out.
 
 References:
     Pattern Recognition and Machine Learning, section 9.2 (Bishop, 2006).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -29,14 +29,17 @@ from torch.distributions import constraints
 
 from pyro_flowkit.inference.em import Params
 from pyro_flowkit.models._mixture import (
+    ArrayLike,
     ProbabilisticMixture,
+    RandomStateLike,
     check_data,
     check_init,
     check_weights,
     enumerated_mixture,
+    to_tensor,
 )
 from pyro_flowkit.models.kmeans import KMeans, kmeans_plusplus
-from pyro_flowkit.validation import check_positive
+from pyro_flowkit.validation import check_choice, check_count, check_positive
 
 __all__ = ["GaussianMixture"]
 
@@ -60,17 +63,27 @@ class GaussianMixture(ProbabilisticMixture):
             ``"random_from_data"`` (means at chosen data points), or ``"random"`` (random
             responsibilities).
         weights_init, means_init, precisions_init: initial parameters overriding ``init_params``
-            (precisions in the shape of ``covariances_``).
+            (precisions in the shape of ``covariances_``; tensors or arrays).
         chunk_size: rows per chunk of the E-step; peak memory is that of one chunk.
         seed: seed of the initialisation and of ``sample`` (``None``: torch's global RNG).
         name: prefix of the Pyro sites and params of :meth:`model`.
+        random_state: scikit-learn's name for ``seed`` (what ``set_random_state`` and
+            ``GridSearchCV`` users set): an integer (the same fit as ``seed`` of that value), a
+            NumPy ``RandomState`` (draws the seed at every ``fit`` and ``sample``) or ``None``.
+            At most one of ``seed`` and ``random_state`` may be set.
+
+    The arguments are stored as given and checked by :meth:`fit`, so ``set_params``, ``clone``
+    and ``GridSearchCV`` work as with scikit-learn's estimators. Fitted arrays are tensors (on the
+    data's device, in its dtype) when ``fit`` got a tensor, NumPy arrays otherwise; the outputs of
+    the methods follow their own input the same way.
 
     Fitted attributes: ``weights_`` ``(K,)``, ``means_`` ``(K, d)``, ``covariances_`` and
     ``precisions_cholesky_`` (full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical
     ``(K,)``; :math:`P_k = U_k U_k^\top` with :math:`U_k` upper triangular, as in scikit-learn),
     ``precisions_``, ``converged_``, ``n_iter_``, ``lower_bound_``, ``lower_bounds_`` (every
-    iteration) and ``empty_components_`` (components whose responsibility mass vanished: they keep
-    their previous mean and covariance, and a ``RuntimeWarning`` says so).
+    iteration), ``monotone_violations_``, ``n_features_in_`` (and ``feature_names_in_`` when fit on
+    a data frame) and ``empty_components_`` (components whose responsibility mass vanished: they
+    keep their previous mean and covariance, and a ``RuntimeWarning`` says so).
 
     Example:
         >>> x = torch.cat([torch.randn(200, 2) - 4, torch.randn(200, 2) + 4]).double()
@@ -90,80 +103,98 @@ class GaussianMixture(ProbabilisticMixture):
         max_iter: int = 100,
         n_init: int = 1,
         init_params: str = "kmeans",
-        weights_init: Tensor | None = None,
-        means_init: Tensor | None = None,
-        precisions_init: Tensor | None = None,
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
         chunk_size: int | None = None,
         seed: int | None = None,
         name: str = "gmm",
+        random_state: RandomStateLike = None,
     ) -> None:
-        super().__init__(
-            n_components, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
-            seed=seed,
-        )  # fmt: skip
-        if covariance_type not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"covariance_type: expected one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-            )
-        if init_params not in INIT_PARAMS:
-            raise ValueError(f"init_params: expected one of {INIT_PARAMS}, got {init_params!r}")
-        check_positive("reg_covar", reg_covar, allow_zero=True)
-        self.n_components, self.covariance_type = n_components, covariance_type
-        self.reg_covar, self.init_params = float(reg_covar), init_params
-        self.weights_init, self.means_init = weights_init, means_init
-        self.precisions_init, self.name = precisions_init, name
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.name = name
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("init_params", self.init_params, INIT_PARAMS)
+        check_positive("reg_covar", self.reg_covar, allow_zero=True)
+
+    def _width(self, n_features: int) -> int:
+        full = self.covariance_type in ("full", "tied")
+        return self.n_components * (n_features if full else 1) + n_features
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, x: Tensor | np.ndarray) -> GaussianMixture:
-        """Fit by EM (``n_init`` runs, the best kept); returns ``self``."""
-        x = check_data(x, min_rows=max(self.n_components, 2))
-        self.n_features_in_ = x.shape[1]
-        full = self.covariance_type in ("full", "tied")
-        self._use_chunks(self.n_components * (x.shape[1] if full else 1) + x.shape[1])
+    def fit(self, x: ArrayLike, y: object = None) -> GaussianMixture:
+        """Fit by EM (``n_init`` runs, the best kept) on ``x`` of shape ``(n, d)``; ``y`` is
+        ignored. Returns ``self``."""
+        self._check_params()
+        xt = self._input(x, reset=True, min_rows=max(self.n_components, 2))
         self._empty: set[int] = set()
         g = self._generator()
-        result = self._em.fit(self, x, lambda _: self._initial_params(x, g))
+        em = self._driver(xt.shape[1])
+        result = self._fit_em(em, xt, lambda _: self._initial_params(xt, g))
         self._set_params(result.params)
         self._store(result)
         self.empty_components_ = sorted(self._empty)
         return self
 
     def _set_params(self, params: Params) -> None:
-        self.weights_, self.means_ = params["weights"], params["means"]
-        self.n_features_in_ = self.means_.shape[1]
-        self.covariances_ = params["covariances"]
-        self.precisions_cholesky_ = params["precisions_cholesky"]
-        u = self.precisions_cholesky_
-        self.precisions_ = u @ u.mT if self.covariance_type in ("full", "tied") else u.square()
+        u = params["precisions_cholesky"]
+        precisions = u @ u.mT if self.covariance_type in ("full", "tied") else u.square()
+        self.weights_ = self._export(params["weights"])
+        self.means_ = self._export(params["means"])
+        self.covariances_ = self._export(params["covariances"])
+        self.precisions_cholesky_ = self._export(u)
+        self.precisions_ = self._export(precisions)
+        self.n_features_in_ = params["means"].shape[1]
 
     def _params(self) -> Params:
         return {
-            "weights": self.weights_,
-            "means": self.means_,
-            "covariances": self.covariances_,
-            "precisions_cholesky": self.precisions_cholesky_,
+            "weights": to_tensor(self.weights_),
+            "means": to_tensor(self.means_),
+            "covariances": to_tensor(self.covariances_),
+            "precisions_cholesky": to_tensor(self.precisions_cholesky_),
         }
 
-    def sample(self, n_samples: int = 1) -> tuple[Tensor, Tensor]:
-        """``(x, labels)``: ``n_samples`` draws and their components, sorted by component."""
+    def sample(self, n_samples: int = 1) -> tuple[ArrayLike, ArrayLike]:
+        """``(x, labels)``: ``n_samples`` draws and their components, sorted by component (arrays
+        of the kind of the fitted attributes)."""
         self._check_fitted()
+        check_count("n_samples", n_samples)
+        params = self._params()
+        means = params["means"]
         g = self._generator()
-        weights = self.weights_.detach().cpu()
+        weights = params["weights"].detach().cpu()
         labels = torch.multinomial(weights, n_samples, replacement=True, generator=g).sort().values
-        noise = torch.randn(n_samples, self.means_.shape[1], generator=g, dtype=weights.dtype)
-        labels, noise = labels.to(self.means_.device), noise.to(self.means_)
-        scale = self._scale_tril()
+        noise = torch.randn(n_samples, means.shape[1], generator=g, dtype=weights.dtype)
+        labels, noise = labels.to(means.device), noise.to(means)
+        scale = self._scale_tril(params["covariances"])
         if self.covariance_type == "full":
-            scale = scale[labels]
-        elif self.covariance_type != "tied":
+            draws = means[labels] + (scale[labels] @ noise.unsqueeze(-1)).squeeze(-1)
+        elif self.covariance_type == "tied":
+            draws = means[labels] + (scale @ noise.unsqueeze(-1)).squeeze(-1)
+        else:
             scale = scale[labels] if self.covariance_type == "diag" else scale[labels, None]
-            return self.means_[labels] + scale * noise, labels
-        return self.means_[labels] + (scale @ noise.unsqueeze(-1)).squeeze(-1), labels
+            draws = means[labels] + scale * noise
+        return self._export(draws), self._export(labels)
 
-    def _scale_tril(self) -> Tensor:
+    def _scale_tril(self, covariances: Tensor) -> Tensor:
         if self.covariance_type in ("full", "tied"):
-            return torch.linalg.cholesky(self.covariances_)
-        return self.covariances_.sqrt()
+            return torch.linalg.cholesky(covariances)
+        return covariances.sqrt()
 
     def n_parameters(self) -> int:
         """The number of free parameters (for BIC/AIC)."""
@@ -335,7 +366,7 @@ class GaussianMixture(ProbabilisticMixture):
             return {"weights": x.new_full((k,), 1 / k), "means": means, "covariances": cov}
         if self.init_params == "kmeans":
             seed = int(torch.randint(0, 2**62, (), generator=g))
-            km = KMeans(k, n_init=1, chunk_size=self.chunk_size, seed=seed).fit(x)
+            km = KMeans(k, n_init=1, chunk_size=self.chunk_size, random_state=seed).fit(x)
             labels = km.labels_
 
             def resp(rows: slice) -> Tensor:
@@ -355,11 +386,12 @@ class GaussianMixture(ProbabilisticMixture):
         them in a second (exact, as in the E-step)."""
         k, d = self.n_components, x.shape[1]
         zero = {"means": x.new_zeros(k, d), "covariances": x.new_zeros(())}
-        first = self._em.accumulate(_FromResp(self, resp), x, zero)
+        em = self._driver(d)
+        first = em.accumulate(_FromResp(self, resp), x, zero)
         means = first["s1"] / (first["nk"] + 10 * torch.finfo(x.dtype).eps)[:, None]
         if self.covariance_type in ("diag", "spherical"):
             return self.m_step(first, {"means": x.new_zeros(k, d)})
-        second = self._em.accumulate(_FromResp(self, resp), x, {"means": means})
+        second = em.accumulate(_FromResp(self, resp), x, {"means": means})
         return self.m_step(second, {"means": means})
 
     def _given_inits(self, x: Tensor) -> Params:
@@ -422,18 +454,21 @@ class GaussianMixture(ProbabilisticMixture):
         if f"{self.name}.weights" in store:
             return {"weights": None, "means": None, "scale": None}
         if not hasattr(self, "means_"):
+            self._check_params()
             self._empty = set()
             self._set_params(self._initial_params(x, self._generator()))
+        params = self._params()
         # clones: Pyro's param store makes its initial tensors require grad in place
         return {
-            "weights": self.weights_.to(x, copy=True),
-            "means": self.means_.to(x, copy=True),
-            "scale": self._scale_tril().to(x, copy=True),
+            "weights": params["weights"].to(x, copy=True),
+            "means": params["means"].to(x, copy=True),
+            "scale": self._scale_tril(params["covariances"]).to(x, copy=True),
         }
 
     def load_param_store(self) -> GaussianMixture:
         """Copy the Pyro params of :meth:`model` (e.g. after SVI) into ``weights_``, ``means_``,
-        ``covariances_`` and ``precisions_cholesky_``; returns ``self``."""
+        ``covariances_`` and ``precisions_cholesky_`` (NumPy arrays if the estimator was fit on
+        NumPy data); returns ``self``."""
         store = pyro.get_param_store()
         weights = store[f"{self.name}.weights"].detach()
         means = store[f"{self.name}.means"].detach()

@@ -4,7 +4,8 @@ Lloyd's algorithm alternates the assignment :math:`z_n = \arg\min_k \|x_n - \mu_
 update :math:`\mu_k = \operatorname{mean}\{x_n : z_n = k\}`; each step lowers the inertia
 :math:`J = \sum_n \|x_n - \mu_{z_n}\|^2`, the zero-variance limit of EM for an isotropic Gaussian
 mixture. Empty clusters are re-seeded at the points farthest from their centres, as scikit-learn
-does.
+does. :class:`KMeans` is a scikit-learn estimator (clusterer and transformer) with the API of its
+``KMeans``; tensors in give tensors out, NumPy in gives NumPy out.
 
 References:
     Least Squares Quantization in PCM (Lloyd, 1982).
@@ -14,16 +15,29 @@ References:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.utils import Tags
 from torch import Tensor
 
 from pyro_flowkit.inference.em import Params, distributed
-from pyro_flowkit.models._mixture import MixtureEstimator, check_data, enumerated_mixture
+from pyro_flowkit.models._mixture import (
+    ArrayLike,
+    ConvergenceWarning,
+    MixtureEstimator,
+    RandomStateLike,
+    check_data,
+    check_init,
+    enumerated_mixture,
+    like_input,
+    to_tensor,
+)
+from pyro_flowkit.validation import check_choice
 
 __all__ = ["KMeans", "kmeans_plusplus", "squared_distances"]
 
@@ -68,14 +82,14 @@ def kmeans_plusplus(
     return x[index].clone(), index
 
 
-class KMeans(MixtureEstimator):
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, MixtureEstimator):
     r"""K-means clustering by Lloyd's algorithm, chunked and data-parallel through
     :class:`~pyro_flowkit.inference.EM`.
 
     Arguments:
         n_clusters: the number of clusters :math:`K`.
         init: ``"k-means++"``, ``"random"`` (:math:`K` distinct data points) or an
-            ``(n_clusters, d)`` tensor of initial centres.
+            ``(n_clusters, d)`` tensor or array of initial centres.
         n_init: restarts; the run with the lowest final inertia is kept.
         max_iter: the most Lloyd iterations per run.
         tol: relative tolerance: stop when :math:`\sum_k \|\mu_k' - \mu_k\|^2` is at most ``tol``
@@ -83,10 +97,21 @@ class KMeans(MixtureEstimator):
             changes.
         chunk_size: rows per chunk (``None``: all at once).
         seed: seed of the initialisation (``None``: drawn from torch's global RNG).
+        name: prefix of the Pyro sites and params of :meth:`model`.
+        random_state: scikit-learn's name for ``seed``: an integer (the same fit as ``seed`` of
+            that value), a NumPy ``RandomState`` (draws the seed at every ``fit``) or ``None``. At
+            most one of ``seed`` and ``random_state`` may be set.
+
+    The arguments are stored as given and checked by :meth:`fit` (scikit-learn's rules). Fitted
+    arrays are tensors when ``fit`` got a tensor, NumPy arrays otherwise; ``predict`` and
+    ``transform`` follow their own input the same way. Fewer distinct points than clusters give
+    duplicate centres and a warning, as in scikit-learn, that both
+    :class:`pyro_flowkit.ConvergenceWarning` and scikit-learn's ``ConvergenceWarning`` catch.
 
     Fitted attributes: ``cluster_centers_`` ``(K, d)``, ``labels_`` ``(n,)``, ``inertia_``,
     ``n_iter_``, ``converged_``, ``lower_bounds_`` (minus the mean inertia of every iteration),
-    ``empty_clusters_`` (number of re-seedings).
+    ``empty_clusters_`` (number of re-seedings), ``n_features_in_`` (and ``feature_names_in_`` when
+    fit on a data frame).
 
     Example:
         >>> x = torch.cat([torch.randn(100, 2), torch.randn(100, 2) + 8])
@@ -97,83 +122,111 @@ class KMeans(MixtureEstimator):
 
     local_keys = ("labels",)
     _fitted_attr = "cluster_centers_"
+    _count_name = "n_clusters"
 
     def __init__(
         self,
-        n_clusters: int,
-        init: str | Tensor = "k-means++",
+        n_clusters: int = 8,
+        init: str | ArrayLike = "k-means++",
         n_init: int = 1,
         max_iter: int = 300,
         tol: float = 1e-4,
         chunk_size: int | None = None,
         seed: int | None = None,
         name: str = "kmeans",
+        random_state: RandomStateLike = None,
     ) -> None:
-        super().__init__(
-            n_clusters, tol=tol, max_iter=max_iter, n_init=n_init, chunk_size=chunk_size,
-            seed=seed, count_name="n_clusters",
-        )  # fmt: skip
-        if isinstance(init, str) and init not in ("k-means++", "random"):
-            raise ValueError(f"init: expected 'k-means++', 'random' or a tensor, got {init!r}")
-        self.n_clusters, self.init, self.name = n_clusters, init, name
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.chunk_size = chunk_size
+        self.seed = seed
+        self.name = name
+        self.random_state = random_state
+
+    def _check_params(self) -> None:
+        super()._check_params()
+        if isinstance(self.init, str):
+            check_choice("init", self.init, ("k-means++", "random"))
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    @property
+    def _n_features_out(self) -> int:
+        """The number of outputs of ``transform`` (for ``get_feature_names_out``)."""
+        return self.cluster_centers_.shape[0]
 
     # ---------------------------------------------------------------- fitting
-    def fit(self, x: Tensor | np.ndarray) -> KMeans:
-        """Cluster ``x`` of shape ``(n, d)``; returns ``self``."""
-        x = check_data(x, min_rows=self.n_clusters)
-        self._use_chunks(self.n_clusters + x.shape[1])
-        self._tol_abs = self.tol * float(_feature_variance(x).mean())
-        self._empty, self._x = 0, x
-        g = self._generator()
-        best = None
-        for _ in range(self.n_init):
-            result = self._em.run(self, x, {"centres": self._initial_centres(x, g)})
-            final = self._em.accumulate(self, x, result.params)
-            inertia = -float(final["log_likelihood"])
-            if best is None or inertia < best[1]:
-                best = (result, inertia, final["labels"])
-        result, self.inertia_, self.labels_ = best
-        self.cluster_centers_ = result.params["centres"]
+    def fit(self, x: ArrayLike, y: object = None) -> KMeans:
+        """Cluster ``x`` of shape ``(n, d)``; ``y`` is ignored. Returns ``self``."""
+        self._check_params()
+        xt = self._input(x, reset=True, min_rows=self.n_clusters)
+        self._em = self._driver(xt.shape[1])
+        self._tol_abs = self.tol * float(_feature_variance(xt).mean())
+        self._empty, self._x = 0, xt
+        try:
+            g = self._generator()
+            best = None
+            for _ in range(self.n_init):
+                result = self._em.run(self, xt, {"centres": self._initial_centres(xt, g)})
+                final = self._em.accumulate(self, xt, result.params)
+                inertia = -float(final["log_likelihood"])
+                if best is None or inertia < best[1]:
+                    best = (result, inertia, final["labels"])
+        finally:
+            del self._x
+        result, self.inertia_, labels = best
+        centres = result.params["centres"]
+        self.labels_ = self._export(labels)
+        self.cluster_centers_ = self._export(centres)
         self._store(result)
         self.empty_clusters_ = self._empty
-        del self._x
+        distinct = len(torch.unique(centres, dim=0))
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         return self
 
-    def fit_predict(self, x: Tensor | np.ndarray) -> Tensor:
-        """``fit(x)`` and return ``labels_``."""
+    def fit_predict(self, x: ArrayLike, y: object = None) -> ArrayLike:
+        """``fit(x)`` and return ``labels_`` (``y`` is ignored)."""
         return self.fit(x).labels_
 
-    def predict(self, x: Tensor | np.ndarray) -> Tensor:
+    def predict(self, x: ArrayLike) -> ArrayLike:
         """The index of the nearest centre for every row of ``x``."""
-        return self._distances(lambda d2: d2.argmin(1), x)
+        return like_input(self._distances(lambda d2: d2.argmin(1), x), x)
 
-    def transform(self, x: Tensor | np.ndarray) -> Tensor:
+    def transform(self, x: ArrayLike) -> ArrayLike:
         """Euclidean distances of every row of ``x`` to every centre, ``(n, K)``."""
-        return self._distances(torch.sqrt, x)
+        return like_input(self._distances(torch.sqrt, x), x)
 
-    def score(self, x: Tensor | np.ndarray) -> float:
-        """Minus the inertia of ``x`` under the fitted centres (scikit-learn's sign)."""
+    def score(self, x: ArrayLike, y: object = None) -> float:
+        """Minus the inertia of ``x`` under the fitted centres (scikit-learn's sign; ``y`` is
+        ignored)."""
         return -float(self._distances(lambda d2: d2.min(1).values, x).sum())
 
-    def _distances(self, fn: Callable[[Tensor], Tensor], x: Tensor | np.ndarray) -> Tensor:
+    def _distances(self, fn: Callable[[Tensor], Tensor], x: object) -> Tensor:
         """``fn`` of the squared distances to the centres, chunk by chunk of rows."""
         self._check_fitted()
-        x = check_data(x, n_features=self.cluster_centers_.shape[1])
-        centres = self.cluster_centers_.to(x)
-        return self._map_rows(lambda c: fn(squared_distances(c, centres)), x)
+        xt = self._input(x, reset=False)
+        centres = to_tensor(self.cluster_centers_).to(xt)
+        return self._map_rows(lambda c: fn(squared_distances(c, centres)), xt)
 
     def _initial_centres(self, x: Tensor, g: torch.Generator) -> Tensor:
         k = self.n_clusters
-        if isinstance(self.init, Tensor):
-            if self.init.shape != (k, x.shape[1]):
-                raise ValueError(
-                    f"init: expected centres of shape {(k, x.shape[1])}, "
-                    f"got {tuple(self.init.shape)}"
-                )
-            return self.init.to(x).clone()
-        if self.init == "random":
-            return x[torch.randperm(len(x), generator=g)[:k].to(x.device)].clone()
-        return kmeans_plusplus(x, k, g)[0]
+        if isinstance(self.init, str):
+            if self.init == "random":
+                return x[torch.randperm(len(x), generator=g)[:k].to(x.device)].clone()
+            return kmeans_plusplus(x, k, g)[0]
+        return check_init(x, self.init, (k, x.shape[1]), "init").clone()
 
     # ---------------------------------------------------------------- EMModel
     def e_step(self, x: Tensor, params: Params, rows: slice) -> Params:
@@ -226,7 +279,8 @@ class KMeans(MixtureEstimator):
 
     def _svi_init(self, x: Tensor) -> Tensor:
         if hasattr(self, "cluster_centers_"):
-            return self.cluster_centers_.to(x).clone()
+            return to_tensor(self.cluster_centers_).to(x, copy=True)
+        self._check_params()
         return self._initial_centres(x, self._generator())
 
 

@@ -66,9 +66,9 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="probs_init: expected shape \\(2, 64\\)"):
         BernoulliMixture(2, probs_init=torch.full((2, 3), 0.5)).fit(x)
     with pytest.raises(ValueError, match="min_prob"):
-        BernoulliMixture(2, min_prob=0.7)
+        BernoulliMixture(2, min_prob=0.7).fit(x)
     with pytest.raises(ValueError, match="init_params"):
-        BernoulliMixture(2, init_params="k-means++")
+        BernoulliMixture(2, init_params="k-means++").fit(x)
 
 
 def test_svi_on_the_model_reaches_the_em_log_likelihood():
@@ -85,3 +85,17 @@ def test_svi_on_the_model_reaches_the_em_log_likelihood():
     svi_ll = svi_bmm.load_param_store().score(x)
     assert svi_ll > start + 20 and svi_ll == pytest.approx(em.lower_bound_, abs=0.5)
     assert math.isfinite(svi_ll)
+
+
+def test_binarize_thresholds_every_input():
+    raw = load_digits("train", flatten=True).double()
+    ours = BernoulliMixture(4, binarize=7, random_state=0).fit(raw)
+    binary = (raw > 7).double()
+    reference = BernoulliMixture(4, random_state=0).fit(binary)
+    torch.testing.assert_close(ours.probs_, reference.probs_)
+    torch.testing.assert_close(ours.score_samples(raw[:20]), reference.score_samples(binary[:20]))
+    # without it, data that is not 0/1 is refused, NumPy as tensors
+    with pytest.raises(ValueError, match="x: expected binary values \\(0 or 1\\)"):
+        BernoulliMixture(4).fit(raw.numpy())
+    with pytest.raises(ValueError, match="x: expected binary values \\(0 or 1\\)"):
+        reference.predict(raw)

@@ -146,11 +146,11 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="x: expected 3 features \\(as in fit\\), got shape"):
         gmm.predict(x[:, :2])
     with pytest.raises(ValueError, match="covariance_type: expected one of"):
-        GaussianMixture(2, covariance_type="banded")
+        GaussianMixture(2, covariance_type="banded").fit(x)
     with pytest.raises(ValueError, match="init_params"):
-        GaussianMixture(2, init_params="spectral")
+        GaussianMixture(2, init_params="spectral").fit(x)
     with pytest.raises(ValueError, match="n_components: expected a positive integer, got 0"):
-        GaussianMixture(0)
+        GaussianMixture(0).fit(x)
     with pytest.raises(ValueError, match="means_init: expected shape \\(2, 3\\), got \\(3, 3\\)"):
         GaussianMixture(2, means_init=torch.zeros(3, 3)).fit(x)
     with pytest.raises(ValueError, match="weights_init: expected non-negative weights summing"):

@@ -1,5 +1,5 @@
 """KMeans (Lloyd = hard EM): inertia against scikit-learn from the same centres, k-means++,
-empty-cluster re-seeding, chunking, bad input and the Pyro model."""
+empty-cluster re-seeding, chunking, bad input, duplicate points and the Pyro model."""
 
 import math
 
@@ -8,8 +8,9 @@ import pytest
 import torch
 from pyro.infer import TraceEnum_ELBO
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
-from pyro_flowkit import NotFittedError
+from pyro_flowkit import ConvergenceWarning, NotFittedError
 from pyro_flowkit.models import KMeans, kmeans_plusplus
 
 
@@ -78,14 +79,14 @@ def test_bad_input_is_named():
         KMeans(51).fit(x)
     with pytest.raises(ValueError, match="x: contains NaN"):
         KMeans(2).fit(torch.cat([x, torch.full((1, 4), math.nan, dtype=x.dtype)]))
-    with pytest.raises(
-        ValueError, match="init: expected centres of shape \\(3, 4\\), got \\(3, 2\\)"
-    ):
+    with pytest.raises(ValueError, match="init: expected shape \\(3, 4\\), got \\(3, 2\\)"):
         KMeans(3, init=torch.zeros(3, 2)).fit(x)
-    with pytest.raises(ValueError, match="init: expected 'k-means\\+\\+', 'random' or a tensor"):
-        KMeans(3, init="kmeans")
+    with pytest.raises(
+        ValueError, match="init: expected one of \\('k-means\\+\\+', 'random'\\), got 'kmeans'"
+    ):
+        KMeans(3, init="kmeans").fit(x)
     with pytest.raises(ValueError, match="n_clusters: expected a positive integer"):
-        KMeans(0)
+        KMeans(0).fit(x)
     with pytest.raises(NotFittedError):
         KMeans(2).predict(x)
     with pytest.raises(ValueError, match="x: expected 4 features"):
@@ -100,3 +101,18 @@ def test_model_is_the_equal_weight_isotropic_mixture():
     log_p = torch.distributions.Normal(c[:, None], 0.7).log_prob(x).sum(-1)  # (K, n)
     expected = (log_p.logsumexp(0) - math.log(3)).sum()
     assert elbo == pytest.approx(float(expected), rel=1e-10)
+
+
+def test_fewer_distinct_points_than_clusters_warns_as_scikit_learn_does():
+    x = torch.tensor([[0.0, 0.0], [5.0, 5.0], [0.0, 5.0]], dtype=torch.float64).repeat(10, 1)
+    message = (
+        "Number of distinct clusters \\(3\\) found smaller than n_clusters \\(4\\). "
+        "Possibly due to duplicate points in X."
+    )
+    with pytest.warns(SklearnConvergenceWarning, match=message):
+        km = KMeans(4, random_state=0).fit(x)
+    assert len(torch.unique(km.cluster_centers_, dim=0)) == 3
+    with pytest.warns(ConvergenceWarning, match=message):  # the library's class catches it too
+        KMeans(4, init="random", random_state=0).fit(x.numpy())
+    # as many distinct points as clusters: no warning (warnings are errors in the test suite)
+    assert len(np.unique(KMeans(3, random_state=0).fit(x.numpy()).labels_)) == 3
