@@ -28,7 +28,12 @@ import math
 import torch
 from torch import Tensor
 
-from pyro_flowkit.inference.langevin import LangevinState, PotentialFn, _propose
+from pyro_flowkit.inference.langevin import (
+    LangevinState,
+    PotentialFn,
+    _propose,
+    check_inverse_mass,
+)
 
 __all__ = ["DualAveraging", "WarmupAdapter", "find_step_size"]
 
@@ -81,7 +86,23 @@ def find_step_size(
     """Per chain, double or halve ``step_size`` until a trial move's acceptance crosses the target.
 
     Costs one potential-and-gradient evaluation per doubling; the chains do not move.
+    ``inverse_mass`` is checked by :func:`~pyro_flowkit.inference.langevin.check_inverse_mass`.
     """
+    check_inverse_mass(inverse_mass, state.position)
+    return _search_step_size(
+        state, potential_fn, step_size, target_accept_prob, inverse_mass, max_doublings
+    )
+
+
+def _search_step_size(
+    state: LangevinState,
+    potential_fn: PotentialFn,
+    step_size: Tensor,
+    target_accept_prob: float,
+    inverse_mass: Tensor | None,
+    max_doublings: int = 30,
+) -> Tensor:
+    """:func:`find_step_size` without the check (for an inverse mass already checked or adapted)."""
     step_size = step_size.clone()
     direction = None
     active = torch.ones_like(step_size, dtype=torch.bool)
@@ -105,7 +126,8 @@ class WarmupAdapter:
     first when there is warm-up to adapt in. Call :meth:`update` after every warm-up step with the
     new state and the step's acceptance probabilities; read :attr:`step_size` and
     :attr:`inverse_mass` for the next step. After the last warm-up step they hold the values to
-    sample with.
+    sample with. A given ``inverse_mass`` (the fixed mass, or the start of mass adaptation) is
+    checked by :func:`~pyro_flowkit.inference.langevin.check_inverse_mass`.
     """
 
     def __init__(
@@ -124,12 +146,10 @@ class WarmupAdapter:
         self.num_warmup = num_warmup
         self.target = target_accept_prob
         self.adapt_step_size = adapt_step_size
-        self.inverse_mass = inverse_mass
+        self.inverse_mass = check_inverse_mass(inverse_mass, state.position)
         h = torch.full_like(state.potential, float(step_size))
         if num_warmup and adapt_step_size:
-            h = find_step_size(
-                state, potential_fn, h, target_accept_prob, inverse_mass=inverse_mass
-            )
+            h = _search_step_size(state, potential_fn, h, target_accept_prob, inverse_mass)
         self.step_size = h
         self.dual = DualAveraging(h, target_accept_prob)
         adapt_mass_matrix = adapt_mass_matrix and adapt_step_size  # a new mass needs a new step
@@ -167,12 +187,8 @@ class WarmupAdapter:
         self.inverse_mass = (n / (n + 5.0)) * variance + 1e-3 * (5.0 / (n + 5.0))
         self._reset_moments()
         if self.adapt_step_size:
-            start = find_step_size(
-                state,
-                self.potential_fn,
-                self.step_size,
-                self.target,
-                inverse_mass=self.inverse_mass,
+            start = _search_step_size(
+                state, self.potential_fn, self.step_size, self.target, self.inverse_mass
             )
             self.step_size = start
             self.dual = DualAveraging(start, self.target)

@@ -34,7 +34,12 @@ from tqdm.auto import tqdm
 
 from pyro_flowkit.inference.sampling import check_step_size
 from pyro_flowkit.inference.training import minibatches
-from pyro_flowkit.validation import check_count, check_positive, check_probability
+from pyro_flowkit.validation import (
+    check_count,
+    check_finite_tensor,
+    check_positive,
+    check_probability,
+)
 
 __all__ = ["ReplayBuffer", "langevin_dynamics", "train_ebm"]
 
@@ -106,11 +111,13 @@ def langevin_dynamics(
 ) -> Tensor:
     r"""``steps`` moves :math:`x \leftarrow x - h\,\mathrm{clip}(\nabla U) + \sigma\xi` of a batch.
 
-    ``energy_fn`` maps ``(N, *event)`` to ``(N,)``; :math:`\sigma` defaults to :math:`\sqrt{2h}`
-    (unadjusted Langevin at temperature 1); ``drift_clip`` clips each gradient entry to
-    :math:`[-c, c]`. Gradients reach ``x`` only. Raises ``FloatingPointError`` if a chain leaves
-    the finite numbers.
+    ``energy_fn`` maps ``(N, *event)`` to ``(N,)``; :math:`\sigma \ge 0` defaults to
+    :math:`\sqrt{2h}` (unadjusted Langevin at temperature 1); ``drift_clip`` :math:`c > 0` (or
+    ``None``, no clipping) clips each gradient entry to :math:`[-c, c]`. Gradients reach ``x``
+    only. Raises ``ValueError`` for a bad argument and ``FloatingPointError`` if a chain leaves the
+    finite numbers.
     """
+    _check_dynamics_args(steps, step_size, noise_scale, drift_clip)
     sigma = math.sqrt(2 * step_size) if noise_scale is None else noise_scale
     x = x.detach()
     for _ in range(steps):
@@ -127,6 +134,17 @@ def langevin_dynamics(
     return x
 
 
+def _check_dynamics_args(
+    steps: int, step_size: float, noise_scale: float | None, drift_clip: float | None
+) -> None:
+    check_count("steps", steps, minimum=0)
+    check_step_size(step_size)
+    if noise_scale is not None:
+        check_positive("noise_scale", noise_scale, allow_zero=True)
+    if drift_clip is not None:  # a negative clip turns every drift uphill; infinity: no clip
+        check_positive("drift_clip", drift_clip, allow_inf=True)
+
+
 def _default_buffer(data: Tensor, capacity: int = 10_000) -> ReplayBuffer:
     """Uniform noise over the data's bounding box, widened by 10% on each side."""
     low, high = data.amin(0), data.amax(0)
@@ -137,11 +155,15 @@ def _default_buffer(data: Tensor, capacity: int = 10_000) -> ReplayBuffer:
     )
 
 
-def _check_ebm_args(steps: int, langevin_steps: int, step_size: float, l2_coeff: float) -> None:
-    check_count("steps", steps, minimum=0)
-    check_count("langevin_steps", langevin_steps, minimum=0)
-    check_step_size(step_size)
-    check_positive("l2_coeff", l2_coeff, allow_zero=True)
+def _check_data(model: nn.Module, data: Tensor) -> None:
+    """``data`` must be a finite ``(n, *event)`` tensor with ``n >= 1`` (and the model's event)."""
+    check_finite_tensor("data", data)
+    event = getattr(model, "event_shape", None)
+    expected = "(n, *event)" if event is None else f"(n, {', '.join(map(str, event))})"
+    if data.dim() < 1 or len(data) == 0 or (event is not None and data.shape[1:] != event):
+        raise ValueError(
+            f"data: expected a tensor of shape {expected} with n >= 1, got {tuple(data.shape)}"
+        )
 
 
 def train_ebm(
@@ -165,18 +187,20 @@ def train_ebm(
     Arguments:
         model: an :class:`~pyro_flowkit.models.EnergyModel` (anything with ``energy(x) -> (N,)``
             and parameters).
-        data: ``(n, *event)`` training points.
+        data: ``(n, *event)`` training points, all finite.
         steps: optimisation steps.
         langevin_steps: Langevin moves per step for the negatives.
         step_size: the Langevin :math:`h`.
-        noise_scale: the Langevin noise :math:`\sigma` (default :math:`\sqrt{2h}`, temperature 1).
+        noise_scale: the Langevin noise :math:`\sigma \ge 0` (default :math:`\sqrt{2h}`,
+            temperature 1).
         l2_coeff: :math:`\alpha`, the weight of the energies' squares.
         buffer: a :class:`ReplayBuffer` (default: 10 000 points of uniform noise over the data's
             bounding box widened by 10%, ``reinit_prob=0.05``).
         batch_size: data points and negatives per step.
         lr: Adam's learning rate (ignored with ``optimizer``).
         optimizer: an optimiser over ``model``'s parameters to use instead.
-        drift_clip: clip each entry of :math:`\nabla_x U` in Langevin to :math:`[-c, c]`.
+        drift_clip: clip each entry of :math:`\nabla_x U` in Langevin to :math:`[-c, c]`, for
+            :math:`c > 0` (``None``: no clipping).
         progress: show a tqdm bar with the loss and the mean energies.
 
     Returns:
@@ -184,9 +208,17 @@ def train_ebm(
         ``e_neg`` are the mean energies of the data batch and of the negatives).
 
     Raises:
+        ValueError: for a bad argument, e.g. ``data`` with NaN or infinite entries.
         FloatingPointError: when the loss or a Langevin chain stops being finite.
     """
-    _check_ebm_args(steps, langevin_steps, step_size, l2_coeff)
+    check_count("steps", steps, minimum=0)
+    check_count("langevin_steps", langevin_steps, minimum=0)
+    _check_dynamics_args(langevin_steps, step_size, noise_scale, drift_clip)
+    check_positive("l2_coeff", l2_coeff, allow_zero=True)
+    check_count("batch_size", batch_size)
+    if optimizer is None:
+        check_positive("lr", lr)
+    _check_data(model, data)
     buffer = buffer or _default_buffer(data)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
     batches = minibatches(data, batch_size)

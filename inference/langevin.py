@@ -19,8 +19,15 @@ ULA reports the same :math:`\alpha` as a diagnostic of its discretisation error,
 step-size adaptation targets. A proposal whose potential or gradient is not finite is a
 *divergence*: both kernels keep the old position and flag the chain, never returning NaN.
 
-Any number of chains share the leading dimension: positions are ``(chains, *event)`` and
-``potential_fn`` maps them to ``(chains,)`` potentials.
+Any number of chains share the leading dimension: positions are ``(chains, *event)`` (an empty
+event, positions ``(chains,)``, is a scalar per chain) and ``potential_fn`` maps them to
+``(chains,)`` potentials.
+
+A fixed inverse mass is checked where a sampler starts (:func:`check_inverse_mass`, called by
+``sample_langevin``, the warm-up adapter and ``find_step_size``): a zero, negative or NaN entry
+would freeze its coordinate or make every proposal diverge. The step functions themselves do not
+check it (a check synchronises with the device at every step); a loop that calls them directly
+checks its mass once with :func:`check_inverse_mass`.
 
 References:
     Exponential convergence of Langevin distributions and their discrete approximations
@@ -39,10 +46,13 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from pyro_flowkit.validation import check_finite_tensor
+
 __all__ = [
     "LangevinInfo",
     "LangevinState",
     "PotentialFn",
+    "check_inverse_mass",
     "init_state",
     "mala_step",
     "potential_and_grad",
@@ -116,8 +126,45 @@ def init_state(potential_fn: PotentialFn, position: Tensor) -> LangevinState:
     return LangevinState(position.detach(), potential, grad)
 
 
+def _per_event(value: Tensor) -> Tensor:
+    """``(chains, *event)`` as ``(chains, event size)``; a scalar event gives ``(chains, 1)``."""
+    return value.reshape(value.shape[0], -1)
+
+
 def _finite(potential: Tensor, grad: Tensor) -> Tensor:
-    return torch.isfinite(potential) & torch.isfinite(grad.flatten(1)).all(1)
+    return torch.isfinite(potential) & torch.isfinite(_per_event(grad)).all(1)
+
+
+def check_inverse_mass(inverse_mass: Tensor | None, position: Tensor) -> Tensor | None:
+    r"""``inverse_mass`` if it is ``None`` or a diagonal :math:`M^{-1}` for ``position``.
+
+    That is a tensor of finite entries above 0 whose shape broadcasts to ``position``'s
+    ``(chains, *event)`` without growing it (one mass for all chains, ``event``-shaped, or one per
+    chain, ``(chains, *event)``). Raises ``TypeError`` for a non-tensor and ``ValueError``
+    otherwise: a zero entry freezes its coordinate, a negative or NaN one makes every proposal a
+    divergence. The check synchronises with the device, so it belongs where a sampler starts,
+    not in its loop.
+    """
+    if inverse_mass is None:
+        return None
+    check_finite_tensor("inverse_mass", inverse_mass)
+    shape = tuple(position.shape)
+    try:
+        fits = torch.broadcast_shapes(inverse_mass.shape, position.shape) == position.shape
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"inverse_mass: expected a shape broadcastable to {shape} (the positions), got "
+            f"{tuple(inverse_mass.shape)}"
+        )
+    bad = int((inverse_mass <= 0).sum())
+    if bad:
+        raise ValueError(
+            f"inverse_mass: expected positive entries (a diagonal M^-1), got {bad} entries <= 0 "
+            f"of {inverse_mass.numel()} (smallest {inverse_mass.min().item():g})"
+        )
+    return inverse_mass
 
 
 def _per_chain(value: Tensor | float, like: Tensor) -> Tensor:
@@ -142,7 +189,7 @@ def _propose(
     potential, grad = potential_and_grad(potential_fn, proposal)
     backward = torch.addcmul(x - proposal, hm, grad)  # x - (x' - h M^{-1} grad U(x'))
     log_q = (0.5 * noise.square()).addcmul_(backward.square(), (4 * hm).reciprocal(), value=-1.0)
-    log_ratio = state.potential - potential + log_q.flatten(1).sum(1)
+    log_ratio = state.potential - potential + _per_event(log_q).sum(1)
     return LangevinState(proposal, potential, grad), log_ratio
 
 
@@ -182,7 +229,8 @@ def mala_step(
         state: the chains' :class:`LangevinState`, ``(chains, *event)`` positions.
         potential_fn: maps ``(chains, *event)`` to ``(chains,)`` potentials :math:`U`.
         step_size: :math:`h`, a float or a ``(chains,)`` tensor (one per chain).
-        inverse_mass: optional diagonal :math:`M^{-1}`, broadcastable to the positions.
+        inverse_mass: optional diagonal :math:`M^{-1}`, broadcastable to the positions, with
+            finite entries above 0 (not checked here: see :func:`check_inverse_mass`).
 
     Returns:
         The new state and a :class:`LangevinInfo`. Rejected and diverging chains keep their

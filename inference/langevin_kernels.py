@@ -30,13 +30,7 @@ from pyro.poutine.subsample_messenger import _Subsample
 from torch import Tensor
 
 from pyro_flowkit.inference.adaptation import WarmupAdapter
-from pyro_flowkit.inference.langevin import (
-    LangevinInfo,
-    LangevinState,
-    init_state,
-    mala_step,
-    ula_step,
-)
+from pyro_flowkit.inference.langevin import LangevinInfo, LangevinState, _step, init_state
 from pyro_flowkit.inference.sampling import check_langevin_args
 from pyro_flowkit.validation import check_count, check_interval, check_positive
 
@@ -172,12 +166,13 @@ class _LangevinKernel(MCMCKernel):
         return self._adapter.step_size
 
     def _move(self) -> tuple[LangevinState, LangevinInfo]:
-        step = mala_step if self.adjusted else ula_step
-        return step(
+        # the adapter's own (adapted) inverse mass: nothing to check at every step
+        return _step(
             self._state,
             self._flat_potential,
             self._current_step_size(),
-            inverse_mass=self._adapter.inverse_mass,
+            self._adapter.inverse_mass,
+            self.adjusted,
         )
 
     def sample(self, params: Params) -> Params:

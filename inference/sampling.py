@@ -11,9 +11,8 @@ from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
     PotentialFn,
+    _step,
     init_state,
-    mala_step,
-    ula_step,
 )
 from pyro_flowkit.validation import check_count, check_positive, check_probability
 
@@ -90,7 +89,7 @@ def sample_langevin(
 
     Arguments:
         potential_fn: maps ``(chains, *event)`` to ``(chains,)`` potentials :math:`U = -\log p + c`.
-        init: ``(chains, *event)`` starting points.
+        init: ``(chains, *event)`` starting points (``(chains,)`` for a scalar per chain).
         num_samples: draws kept per chain (``num_samples * thin`` steps after warm-up).
         step_size: the initial step size :math:`h` (the final one without adaptation).
         num_warmup: adaptation steps, discarded.
@@ -99,8 +98,8 @@ def sample_langevin(
         adapt_mass_matrix: estimate a diagonal inverse mass per chain during warm-up (only
             with at least 40 warm-up steps, and only with ``adapt_step_size``, as a new mass needs
             a new step size).
-        inverse_mass: a fixed diagonal :math:`M^{-1}`, broadcastable to ``init`` (the start of the
-            adaptation when ``adapt_mass_matrix``).
+        inverse_mass: a fixed diagonal :math:`M^{-1}`, broadcastable to ``init``, with finite
+            entries above 0 (the start of the adaptation when ``adapt_mass_matrix``).
         target_accept_prob: acceptance probability that the adaptation aims for.
         thin: keep every ``thin``-th step.
         progress: show a tqdm progress bar.
@@ -124,7 +123,7 @@ def sample_langevin(
     check_langevin_args(step_size, target_accept_prob)
     _check_counts(num_samples, num_warmup, thin)
     state = init_state(potential_fn, init)
-    step = mala_step if adjusted else ula_step
+    # the adapter checks inverse_mass, once: the steps below (_step, not mala_step) check nothing
     adapter = WarmupAdapter(
         state,
         potential_fn,
@@ -139,9 +138,7 @@ def sample_langevin(
     total = num_warmup + num_samples * thin
     bar = tqdm(total=total, desc="langevin", disable=not progress, leave=False)
     for t in range(total):
-        state, info = step(
-            state, potential_fn, adapter.step_size, inverse_mass=adapter.inverse_mass
-        )
+        state, info = _step(state, potential_fn, adapter.step_size, adapter.inverse_mass, adjusted)
         if t < num_warmup:
             adapter.update(state, info.acceptance_rate)
         else:

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import constraints
 
 from pyro_flowkit.nn.lipschitz import SpectralNormLinear
-from pyro_flowkit.validation import check_count
+from pyro_flowkit.validation import check_count, check_positive
 
 __all__ = ["EnergyModel", "energy_mlp"]
 
@@ -51,6 +51,10 @@ def energy_mlp(
             (:class:`~pyro_flowkit.nn.SpectralNormLinear`), which bounds the energy's slope by
             ``spectral_norm ** (len(hidden_dims) + 1)``, as Du & Mordatch do for stable training.
 
+    Returns:
+        An ``nn.Sequential`` whose ``event_shape`` attribute, ``(features,)``, tells
+        :class:`EnergyModel` the event shape.
+
     Example:
         >>> net = energy_mlp(2, (32,), spectral_norm=2.0)
         >>> net(torch.randn(5, 2)).shape
@@ -60,6 +64,8 @@ def energy_mlp(
     widths = (features, *hidden_dims, 1)
     for width in hidden_dims:
         check_count("hidden_dims", width)
+    if spectral_norm is not None:
+        check_positive("spectral_norm", spectral_norm)
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         if spectral_norm is None:
@@ -68,19 +74,24 @@ def energy_mlp(
             layers.append(SpectralNormLinear(a, b, spectral_norm, power_rtol=None, zero_init=False))
         if i < len(widths) - 2:
             layers.append(nn.SiLU())
-    return nn.Sequential(*layers)
+    net = nn.Sequential(*layers)
+    net.event_shape = torch.Size((features,))  # what EnergyModel reads, whatever the layers
+    return net
+
+
+_LINEAR = (nn.Linear, SpectralNormLinear)
 
 
 def _event_shape(net: nn.Module, event_shape: int | Sequence[int] | None) -> torch.Size:
     if event_shape is None:
         event_shape = getattr(net, "event_shape", None)
-    if event_shape is None:
-        first = next((m for m in net.modules() if isinstance(m, nn.Linear)), None)
-        event_shape = getattr(first, "in_features", None)
+    if event_shape is None:  # the input size of the first linear layer, spectrally normed or not
+        first = next((m for m in net.modules() if isinstance(m, _LINEAR)), None)
+        event_shape = None if first is None else first.weight.shape[1]
     if event_shape is None:
         raise ValueError(
             "event_shape: could not infer it from energy_net (no event_shape attribute and no "
-            "nn.Linear layer); pass EnergyModel(net, event_shape=...)"
+            "nn.Linear or SpectralNormLinear layer); pass EnergyModel(net, event_shape=...)"
         )
     return torch.Size((event_shape,) if isinstance(event_shape, int) else event_shape)
 
@@ -96,8 +107,9 @@ class EnergyModel(PyroModule):
 
     Arguments:
         energy_net: maps ``(N, *event_shape)`` to ``(N,)`` or ``(N, 1)`` energies.
-        event_shape: the shape of one :math:`x` (inferred from ``energy_net.event_shape`` or its
-            first ``nn.Linear`` when omitted).
+        event_shape: the shape of one :math:`x` (inferred from ``energy_net.event_shape``, which
+            :func:`energy_mlp` sets, or from its first ``nn.Linear`` or
+            :class:`~pyro_flowkit.nn.SpectralNormLinear` when omitted).
 
     Example:
         >>> from pyro_flowkit.models import EnergyModel, energy_mlp

@@ -179,10 +179,12 @@ class _LatentVariableModel(PyroModule):
             The loss (negative ELBO) per example of every step.
 
         Raises:
-            FloatingPointError: when a loss is NaN or infinite.
+            FloatingPointError: when the fit diverges (the loss or a parameter becomes NaN or
+                infinite), with the step and the advice to lower ``lr``.
         """
         data = self._check_x(data, "data")
         check_count("steps", steps, minimum=0)
+        check_count("batch_size", batch_size)
         check_positive("lr", lr)
         if seed is not None:
             pyro.set_rng_seed(seed)
@@ -192,13 +194,34 @@ class _LatentVariableModel(PyroModule):
         bar = tqdm(range(steps), desc=type(self).__name__, disable=not progress, leave=False)
         for step in bar:
             batch = next(batches)
-            loss = svi.step(batch) / len(batch)
+            try:
+                # The model and guide are this class's own and their inputs are checked
+                # (_check_x), so Pyro's argument validation could only catch a diverged fit (a
+                # NaN parameter, a scale of 0), as a ValueError from whichever distribution meets
+                # it first; without it the divergence reaches the loss and is reported below.
+                with pyro.validation_enabled(False):
+                    loss = svi.step(batch) / len(batch)
+            except ValueError as error:  # e.g. a transform refusing a NaN input
+                if self._parameters_finite():
+                    raise
+                raise FloatingPointError(
+                    self._divergence("a parameter became NaN or infinite", step, lr)
+                ) from error
             if not math.isfinite(loss):
-                raise FloatingPointError(f"the loss became {loss} at step {step}")
+                raise FloatingPointError(self._divergence(f"the loss became {loss}", step, lr))
             history.append(loss)
             if step % 50 == 0:
                 bar.set_postfix(loss=f"{loss:.4g}")
         return history
+
+    def _parameters_finite(self) -> bool:
+        return all(bool(torch.isfinite(p).all()) for p in self.parameters())
+
+    def _divergence(self, what: str, step: int, lr: float) -> str:
+        return (
+            f"{type(self).__name__}.fit: {what} at step {step}: the fit diverged; lower the "
+            f"learning rate (lr={lr:g})"
+        )
 
     # ---------------------------------------------------------------- evaluation
     def _log_weights(self, x: Tensor, num_samples: int) -> Tensor:

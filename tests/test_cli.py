@@ -67,6 +67,53 @@ def test_quick_demo(tmp_path):
         assert (tmp_path / name).exists()
 
 
-def test_glow_is_refused_on_2d_data():
-    with pytest.raises(ValueError, match="glow models images"):
-        main(["fit", "glow", "--data", "moons", "--steps", "1", "--no-progress"])
+def _usage_error(argv, capsys):
+    """Run ``main(argv)``, expecting argparse's exit: status 2, one error line, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    lines = captured.err.strip().splitlines()
+    assert lines[0].startswith("usage: flowkit") and lines[-1].startswith("flowkit: error: ")
+    return lines[-1]
+
+
+def test_glow_is_refused_on_2d_data(capsys):
+    error = _usage_error(
+        ["fit", "glow", "--data", "moons", "--steps", "1", "--no-progress"], capsys
+    )
+    assert "glow models images" in error and "'moons'" in error
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--steps", "-5", "argument --steps: expected a non-negative integer, got -5"),
+        ("--batch-size", "0", "argument --batch-size: expected a positive integer, got 0"),
+        ("--batch-size", "-3", "argument --batch-size: expected a positive integer, got -3"),
+        ("--lr", "-1", "argument --lr: expected a positive finite number, got -1.0"),
+        ("--lr", "0", "argument --lr: expected a positive finite number, got 0.0"),
+        ("--lr", "nan", "argument --lr: expected a positive finite number, got nan"),
+        ("--lr", "inf", "argument --lr: expected a positive finite number, got inf"),
+        ("--seed", "-1", "argument --seed: expected a non-negative integer, got -1"),
+        ("--seed", str(2**32), "argument --seed: expected a seed in [0, 4.29497e+09]"),
+        ("--steps", "ten", "argument --steps: invalid int value: 'ten'"),
+        ("--lr", "fast", "argument --lr: invalid float value: 'fast'"),
+    ],
+)
+def test_bad_values_exit_with_a_usage_error(option, value, expected, capsys):
+    argv = ["fit", "realnvp", "--data", "moons", option, value, "--no-progress"]
+    assert _usage_error(argv, capsys).startswith(f"flowkit: error: {expected}")
+
+
+def test_an_output_path_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for argv in (["fit", "realnvp", "--data", "moons"], ["demo", "--quick"]):
+        error = _usage_error([*argv, "--out", str(taken), "--no-progress"], capsys)
+        assert error.startswith("flowkit: error: argument --out: expected a directory")
+
+
+def test_bad_choices_are_usage_errors_too(capsys):
+    assert "invalid choice: 'maf'" in _usage_error(["fit", "maf"], capsys)

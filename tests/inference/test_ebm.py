@@ -71,9 +71,62 @@ def test_train_ebm_rejects_bad_arguments():
         ({"steps": 1, "step_size": 0.0}, "step_size"),
         ({"steps": 1, "step_size": 0.1, "l2_coeff": -1.0}, "l2_coeff"),
         ({"steps": 1, "step_size": 0.1, "langevin_steps": 1.5}, "langevin_steps"),
+        ({"steps": 1, "step_size": 0.1, "noise_scale": math.nan}, "noise_scale"),
+        ({"steps": 1, "step_size": 0.1, "lr": -1e-3}, "lr"),
     ]:
         with pytest.raises(ValueError, match=match):
             train_ebm(ebm, torch.zeros(10, 2), progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("clip", [-1.0, 0.0, math.nan])
+def test_a_drift_clip_that_is_not_positive_is_refused(clip):
+    # a negative clip turned every drift around: clamp(g, c, -c) is -c, so chains climbed uphill
+    quadratic = lambda x: 0.5 * x.square().sum(1)  # noqa: E731
+    with pytest.raises(ValueError, match="^drift_clip: expected a positive number"):
+        langevin_dynamics(quadratic, torch.zeros(4, 2), 5, 0.1, drift_clip=clip)
+    ebm = EnergyModel(energy_mlp(2, (4,)))
+    before = [p.detach().clone() for p in ebm.parameters()]
+    with pytest.raises(ValueError, match="^drift_clip: expected a positive number"):
+        train_ebm(ebm, torch.randn(10, 2), steps=2, step_size=0.1, drift_clip=clip, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, ebm.parameters(), strict=True))
+
+
+def test_langevin_dynamics_checks_its_arguments():
+    quadratic = lambda x: 0.5 * x.square().sum(1)  # noqa: E731
+    for kwargs, match in [
+        ({"steps": -1}, "steps"),
+        ({"step_size": 0.0}, "step_size"),
+        ({"step_size": math.nan}, "step_size"),
+        ({"noise_scale": -0.1}, "noise_scale"),
+        ({"noise_scale": math.nan}, "noise_scale"),
+    ]:
+        args = {"steps": 5, "step_size": 0.1, **kwargs}
+        with pytest.raises(ValueError, match=f"^{match}: expected"):
+            langevin_dynamics(quadratic, torch.zeros(4, 2), **args)
+    # an infinite clip is no clip
+    start = torch.full((3, 1), 10.0)
+    torch.testing.assert_close(
+        langevin_dynamics(quadratic, start, 1, 0.5, 0.0, drift_clip=math.inf), start / 2
+    )
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_train_ebm_names_non_finite_data(bad):
+    # NaN data made the default replay buffer NaN, and the error then blamed the step size
+    data = torch.randn(50, 2)
+    data[7, 1] = bad
+    ebm = EnergyModel(energy_mlp(2, (4,)))
+    with pytest.raises(ValueError, match="^data: expected finite values, got 1 NaN or infinite"):
+        train_ebm(ebm, data, steps=2, step_size=0.1, progress=False)
+
+
+def test_train_ebm_names_empty_or_shapeless_data():
+    ebm = EnergyModel(energy_mlp(2, (4,)))
+    for data in (torch.zeros(0, 2), torch.tensor(1.0)):
+        with pytest.raises(ValueError, match="^data: expected"):
+            train_ebm(ebm, data, steps=2, step_size=0.1, progress=False)
+    with pytest.raises(TypeError, match="^data: expected a tensor"):
+        train_ebm(ebm, [[0.0, 1.0]], steps=2, step_size=0.1, progress=False)
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import torch
 
 from pyro_flowkit.inference import (
     DualAveraging,
+    WarmupAdapter,
     find_step_size,
     init_state,
     mala_step,
@@ -16,6 +17,7 @@ from pyro_flowkit.inference import (
     ula_step,
 )
 from pyro_flowkit.inference.diagnostics import import_arviz
+from pyro_flowkit.inference.langevin import check_inverse_mass
 
 STEPS = {"mala": mala_step, "ula": ula_step}
 
@@ -109,6 +111,70 @@ def test_bad_starts_and_potentials_are_reported():
 def test_sample_langevin_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sample_langevin(std_normal, torch.zeros(2, 1), 10, progress=False, **kwargs)
+
+
+BAD_MASSES = {"negative": -1.0, "zero": 0.0, "nan": math.nan, "inf": math.inf}
+
+
+@pytest.mark.parametrize("value", BAD_MASSES.values(), ids=BAD_MASSES.keys())
+def test_a_non_positive_or_non_finite_inverse_mass_is_refused_at_every_entry(value):
+    # such a mass froze every chain (each proposal NaN, so each move a rejected divergence)
+    mass = torch.tensor([1.0, value])
+    init = torch.zeros(3, 2)
+    for warmup in (0, 50):
+        with pytest.raises(ValueError, match="^inverse_mass: expected"):
+            sample_langevin(std_normal, init, 5, step_size=0.1, num_warmup=warmup,
+                            inverse_mass=mass, progress=False)  # fmt: skip
+    state = init_state(std_normal, init)
+    with pytest.raises(ValueError, match="^inverse_mass: expected"):
+        check_inverse_mass(mass, state.position)  # for loops that call the step directly
+    with pytest.raises(ValueError, match="^inverse_mass: expected"):
+        WarmupAdapter(state, std_normal, 10, 0.1, 0.574, inverse_mass=mass)
+    with pytest.raises(ValueError, match="^inverse_mass: expected"):
+        find_step_size(state, std_normal, torch.full((3,), 0.1), 0.574, inverse_mass=mass)
+
+
+def test_an_inverse_mass_of_the_wrong_shape_or_kind_is_refused():
+    state = init_state(std_normal, torch.zeros(3, 2))
+    with pytest.raises(
+        ValueError, match="inverse_mass: expected a shape broadcastable to \\(3, 2\\)"
+    ):
+        check_inverse_mass(torch.ones(3), state.position)
+    with pytest.raises(ValueError, match="inverse_mass: expected a shape broadcastable"):
+        sample_langevin(std_normal, torch.zeros(3, 2), 2, step_size=0.1,
+                        inverse_mass=torch.ones(4, 2), progress=False)  # fmt: skip
+    with pytest.raises(TypeError, match="inverse_mass: expected a tensor"):
+        check_inverse_mass([1.0, 1.0], state.position)
+
+
+def test_a_valid_fixed_inverse_mass_scales_the_moves():
+    variances = torch.tensor([0.01, 100.0], dtype=torch.float64)
+    samples, _ = sample_langevin(
+        gaussian_potential(variances), torch.zeros(16, 2, dtype=torch.float64), 400,
+        step_size=1.0, num_warmup=200, adapt_mass_matrix=False, inverse_mass=variances,
+        progress=False,
+    )  # fmt: skip
+    _check_moments(samples, torch.zeros(2), variances)
+
+
+@pytest.mark.parametrize("adjusted", [True, False])
+def test_scalar_events(adjusted):
+    # chains of a scalar: init (chains,), a potential (chains,) -> (chains,)
+    state = init_state(lambda x: 0.5 * x.square(), torch.randn(5, dtype=torch.float64))
+    new, info = (mala_step if adjusted else ula_step)(state, lambda x: 0.5 * x.square(), 0.5)
+    assert new.position.shape == new.grad.shape == info.acceptance_rate.shape == (5,)
+    samples, stats = sample_langevin(
+        lambda x: 0.5 * x.square() / 4.0, torch.zeros(16, dtype=torch.float64), 500,
+        step_size=0.5, num_warmup=200, adjusted=adjusted, progress=False,
+    )  # fmt: skip
+    assert samples.shape == (16, 500)
+    assert all(value.shape == (16, 500) for value in stats.values())
+    torch.testing.assert_close(stats["lp"], -0.5 * samples.square() / 4.0)
+    if adjusted:  # ULA is biased by O(h)
+        _check_moments(samples[..., None], torch.zeros(1), torch.full((1,), 4.0))
+    idata = to_inference_data(samples, stats, var_name="theta")
+    assert dict(idata.posterior.sizes) == {"chain": 16, "draw": 500}
+    assert import_arviz().summary(idata).shape[0] == 1
 
 
 def test_sample_langevin_shapes_thinning_and_fixed_step_after_warmup(device):

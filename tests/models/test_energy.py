@@ -1,11 +1,14 @@
 """EnergyModel: shapes, errors, and its Pyro model sampled by the Langevin kernels."""
 
+import math
+
 import pytest
 import torch
 from pyro.infer import MCMC
 from torch import nn
 
-from pyro_flowkit.inference import MALA, sample_langevin
+import pyro_flowkit as fk
+from pyro_flowkit.inference import MALA, sample_langevin, train_ebm
 from pyro_flowkit.models import EnergyModel, energy_mlp
 from pyro_flowkit.nn.lipschitz import SpectralNormLinear
 
@@ -41,6 +44,8 @@ def test_bad_inputs_are_named():
         EnergyModel(nn.Tanh())
     with pytest.raises(TypeError, match="energy_net"):
         EnergyModel(lambda x: x)
+    with pytest.raises(ValueError, match="spectral_norm: expected a positive finite number"):
+        energy_mlp(2, (4,), spectral_norm=-1.0)
 
 
 def test_spectral_norm_bounds_every_layer():
@@ -53,6 +58,29 @@ def test_spectral_norm_bounds_every_layer():
     net(torch.randn(8, 2))  # training mode: the power iteration follows the weights
     for layer in layers:
         assert layer.exact_spectral_norm() <= 1.5 * (1 + 1e-2)
+
+
+def test_a_spectrally_normalised_energy_model_builds_trains_and_samples():
+    # EnergyModel looked for an nn.Linear to infer the event shape; SpectralNormLinear is not one
+    ebm = EnergyModel(energy_mlp(2, (16, 16), spectral_norm=2.0))
+    assert ebm.event_shape == (2,)
+    data = fk.data.toy_2d("8gaussians", 200)
+    history = train_ebm(ebm, data, steps=3, step_size=0.02, langevin_steps=5, batch_size=32,
+                        progress=False)  # fmt: skip
+    assert all(len(v) == 3 and all(map(math.isfinite, v)) for v in history.values())
+    samples, stats = sample_langevin(ebm.energy, 4 * torch.rand(8, 2) - 2, 10, step_size=0.02,
+                                     num_warmup=20, progress=False)  # fmt: skip
+    assert samples.shape == (8, 10, 2) and torch.isfinite(samples).all()
+    mcmc = MCMC(MALA(ebm.model), 5, warmup_steps=5, disable_progbar=True)
+    mcmc.run()
+    assert mcmc.get_samples()["x"].shape == (5, 2)
+
+
+def test_event_shape_is_inferred_from_a_hand_built_spectral_net():
+    net = nn.Sequential(SpectralNormLinear(3, 8), nn.SiLU(), SpectralNormLinear(8, 1))
+    ebm = EnergyModel(net)
+    assert ebm.event_shape == (3,)
+    assert ebm.energy(torch.randn(5, 3)).shape == (5,)
 
 
 def test_pyro_model_sampled_by_mala_is_the_energy_density():

@@ -2,6 +2,7 @@
 the flow's cache between guide and model, IWAE towards log p(x), Glow images under a plate,
 fitting, temperature, save/load and bad input."""
 
+import copy
 import math
 
 import pyro
@@ -9,15 +10,17 @@ import pytest
 import torch
 from harness import check_subsampled_elbo, guide_and_model_traces
 from pyro import poutine
+from pyro.distributions.torch_transform import TransformModule
 from pyro.infer import Trace_ELBO
 from torch.autograd.functional import jacobian
-from torch.distributions import Normal
+from torch.distributions import Normal, constraints
 
 from pyro_flowkit.data import dequantize, load_digits
 from pyro_flowkit.flows import realnvp
 from pyro_flowkit.models import FVAE, VAE
 from pyro_flowkit.nn import ConvNet
 from pyro_flowkit.transforms import ActNorm
+from pyro_flowkit.validation import check_finite_tensor
 
 SMALL = dict(levels=1, depth=2, hidden_channels=16)
 
@@ -171,6 +174,53 @@ def test_fit_lowers_the_loss_and_fixed_noise_keeps_sigma1():
     assert fixed.sigma2.item() != pytest.approx(sigma2, rel=1e-3)
 
 
+@pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")
+@pytest.mark.parametrize("lr", [1e2, 1e4])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_diverging_fit_raises_floating_point_error_whatever_the_seed(lr, seed):
+    # Pyro's distribution validation raised a ValueError (a NaN sample, a zero scale) instead
+    fvae = FVAE((1, 8, 8), flow_kw=dict(levels=1, depth=1, hidden_channels=8)).double()
+    with pytest.raises(FloatingPointError, match=r"FVAE\.fit: .* at step \d+.*lower the learning"):
+        fvae.fit(digits(64), 30, batch_size=32, lr=lr, progress=False, seed=seed)
+
+
+class _Picky(TransformModule):
+    """A shift that refuses non-finite inputs with a ValueError, as the library's checks do."""
+
+    bijective = True
+    domain = codomain = constraints.independent(constraints.real, 1)
+
+    def __init__(self, refuse=False):
+        super().__init__()
+        self.refuse = refuse
+        self.shift = torch.nn.Parameter(torch.zeros(4, dtype=torch.float64))
+
+    def _call(self, x):
+        return check_finite_tensor("x", x) + self.shift
+
+    def _inverse(self, y):
+        if self.refuse:
+            raise ValueError("y: refused")
+        return check_finite_tensor("y", y) - self.shift
+
+    def log_abs_det_jacobian(self, x, y):
+        return x.new_zeros(x.shape[:-1])
+
+
+def test_a_diverged_parameter_is_reported_even_where_a_transform_refuses_nan():
+    fvae = FVAE(4, flow=_Picky()).double()
+    fvae.fit(torch.randn(8, 4, dtype=torch.float64), 1, progress=False)
+    with torch.no_grad():
+        fvae.log_sigma1.fill_(math.nan)  # as a diverged step leaves it
+    with pytest.raises(
+        FloatingPointError, match="FVAE.fit: a parameter became NaN or infinite at step 0"
+    ):
+        fvae.fit(torch.randn(8, 4, dtype=torch.float64), 3, progress=False)
+    fine = FVAE(4, flow=_Picky(refuse=True), name="fine").double()
+    with pytest.raises(ValueError, match="y: refused"):  # finite parameters: not a divergence
+        fine.fit(torch.randn(8, 4, dtype=torch.float64), 1, progress=False)
+
+
 def test_sample_at_a_temperature_and_reconstruct():
     fvae = glow_fvae()
     x = digits(6)
@@ -201,6 +251,32 @@ def test_state_dict_round_trip_gives_the_same_elbo(tmp_path):
     pyro.set_rng_seed(8)
     assert torch.equal(other.elbo(x), expected)
     assert all(bool(b) for n, b in other.named_buffers() if n.endswith("initialized"))
+
+
+@pytest.mark.parametrize("flow", ["glow", "realnvp"])
+def test_a_deep_copy_after_fit_scores_alike_and_trains_independently(flow):
+    if flow == "glow":
+        fvae, data, x = glow_fvae(encoder="conv", hidden=8), digits(64), digits(6, "test")
+    else:
+        kw = dict(num_layers=2, hidden_dims=(16,))
+        fvae = FVAE(64, flow="realnvp", flow_kw=kw, encoder="mlp", hidden=16).double()
+        data, x = digits(64).flatten(1), digits(6, "test").flatten(1)
+    fvae.fit(data, 3, batch_size=32, lr=1e-3, progress=False, seed=0)
+    twin = copy.deepcopy(fvae)
+    pyro.set_rng_seed(4)
+    expected = fvae.elbo(x, num_particles=2)
+    pyro.set_rng_seed(4)
+    assert torch.equal(twin.elbo(x, num_particles=2), expected)
+    assert torch.equal(twin.reconstruct(x), fvae.reconstruct(x))
+    pairs = list(zip(fvae.parameters(), twin.parameters(), strict=True))
+    assert all(a.data_ptr() != b.data_ptr() for a, b in pairs)
+    before = [p.detach().clone() for p in fvae.parameters()]
+    pyro.clear_param_store()  # the copy has the original's name, hence its param names
+    twin.fit(data, 3, batch_size=32, lr=1e-3, progress=False, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(before, fvae.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(before, twin.parameters(), strict=True))
+    pyro.set_rng_seed(4)
+    assert torch.equal(fvae.elbo(x, num_particles=2), expected)
 
 
 def test_bad_input_is_named():

@@ -1,6 +1,7 @@
 """VAE: traces under a subsampled plate, IWAE against the ELBO, fitting on binarised digits, the
 identity-initialised flow encoder, bits/dim, save/load and bad input."""
 
+import copy
 import math
 
 import pyro
@@ -149,6 +150,44 @@ def test_state_dict_round_trip_gives_the_same_elbo(tmp_path):
     assert torch.equal(other.elbo(x, num_particles=3), expected)
 
 
+@pytest.mark.filterwarnings("ignore:Encountered NaN:UserWarning")
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "kwargs", [dict(likelihood="gaussian"), dict(likelihood="dequantized", **FLOW)],
+    ids=["gaussian", "dequantized-flow"],
+)  # fmt: skip
+def test_a_diverging_fit_raises_floating_point_error_whatever_the_seed(kwargs, seed):
+    # at lr=1000 the decoder's log-scale leaves the range of exp within a few steps; Pyro's
+    # argument validation then raised a ValueError (scale 0) before the loss was seen
+    data = dequantize(load_digits("train", flatten=True)[:128].double(), 17)
+    vae = small(**kwargs)
+    with pytest.raises(FloatingPointError, match=r"VAE\.fit: .* at step \d+.*lower the learning"):
+        vae.fit(data, 30, batch_size=32, lr=1e3, progress=False, seed=seed)
+
+
+@pytest.mark.parametrize("encoder", ["gaussian", "flow"])
+def test_a_deep_copy_after_fit_scores_alike_and_trains_independently(encoder):
+    vae = small(**(FLOW if encoder == "flow" else {}))
+    data = binary_digits(128)
+    vae.fit(data, 5, batch_size=32, lr=3e-3, progress=False, seed=0)
+    twin = copy.deepcopy(vae)
+    x = binary_digits(10, "test")
+    pyro.set_rng_seed(4)
+    expected = vae.elbo(x, num_particles=3)
+    pyro.set_rng_seed(4)
+    assert torch.equal(twin.elbo(x, num_particles=3), expected)
+    assert torch.equal(twin.reconstruct(x), vae.reconstruct(x))
+    pairs = list(zip(vae.parameters(), twin.parameters(), strict=True))
+    assert all(a.data_ptr() != b.data_ptr() for a, b in pairs)
+    before = [p.detach().clone() for p in vae.parameters()]
+    pyro.clear_param_store()  # the copy has the original's name, hence its param names
+    twin.fit(data, 5, batch_size=32, lr=3e-3, progress=False, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(before, vae.parameters(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(before, twin.parameters(), strict=True))
+    pyro.set_rng_seed(4)
+    assert torch.equal(vae.elbo(x, num_particles=3), expected)
+
+
 def test_bad_input_is_named():
     vae = small()
     x = binary_digits(4)
@@ -170,6 +209,11 @@ def test_bad_input_is_named():
         vae.sample(0)
     with pytest.raises(ValueError, match="steps"):
         vae.fit(x, -1)
+    for lr in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="lr: expected a positive finite number"):
+            vae.fit(x, 1, lr=lr)
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer"):
+        vae.fit(x, 1, batch_size=0)
     with pytest.raises(ValueError, match="likelihood: expected one of"):
         VAE(64, likelihood="poisson")
     with pytest.raises(ValueError, match="encoder: expected one of"):
