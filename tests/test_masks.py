@@ -79,6 +79,7 @@ def test_any_image_mask_keeps_its_entries_and_inverts(bits):
     mask = torch.tensor(bits).reshape(2, 3, 3)
     net = ConvNet(2, 4, 4).double()
     torch.nn.init.normal_(net.convs[-1].weight)
+    torch.nn.init.normal_(net.convs[-1].bias)  # moves x_B even when every ReLU of 4 is dead
     t = AffineCoupling(mask, net)
     x = torch.randn(4, 2, 3, 3, dtype=torch.float64)
     y = t(x)
