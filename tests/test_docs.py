@@ -51,7 +51,7 @@ def test_readme_python_blocks_run():
     gmm, gmm_svi, points = namespace["gmm"], namespace["gmm_svi"], namespace["points"]
     assert gmm.converged_ and namespace["labels"].shape == (2000,)
     assert abs(gmm_svi.score(points) - gmm.score(points)) < 0.1  # one objective, one start
-    assert namespace["plsa"].p_w_given_z.shape == (4, 30) and namespace["km"].inertia_ > 0
+    assert namespace["plsa"].p_w_given_z_.shape == (4, 30) and namespace["km"].inertia_ > 0
 
 
 @pytest.mark.parametrize("name", MODULES)
