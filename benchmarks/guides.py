@@ -6,7 +6,7 @@ Targets (both normalised, so the ELBO's optimum is log Z = 0 and its gap is KL(q
 then ``AutoFlow(num_layers=4, hidden_dims=(32, 32))`` (both at ``init_to_median``), each trained
 for ``--steps`` SVI steps with ``Trace_ELBO(num_particles=8, vectorize_particles=True)`` and
 ClippedAdam (lr 0.01 decaying to 0.001), in float64. Scores: the ELBO from 4000 particles and the
-mean of three PSIS k-hat estimates (``guides.psis_diagnostic``, 20,000 vectorised draws each);
+mean of three PSIS k-hat estimates (``diagnostics.psis_diagnostic``, 20,000 vectorised draws each);
 Yao et al. (2018): k-hat < 0.5 good, < 0.7 usable, above untrustworthy. Seconds: training only.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/guides.py [--seeds 6] [--steps 1500] [--quick]
@@ -27,7 +27,8 @@ from digits_flows import footer, write_results
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal
 
-from pyro_flowkit.guides import AutoFlow, psis_diagnostic
+from pyro_flowkit.diagnostics import psis_diagnostic
+from pyro_flowkit.guides import AutoFlow
 
 
 def banana() -> None:

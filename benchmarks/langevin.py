@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pyro_flowkit.inference import MALA, init_state, mala_step, sample_langevin, ula_step
-from pyro_flowkit.inference.diagnostics import import_arviz
+from pyro_flowkit.diagnostics import import_arviz
 
 az = import_arviz()
 

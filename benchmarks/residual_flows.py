@@ -55,7 +55,7 @@ from digits_flows import table as digits_table
 from torch import Tensor, nn
 
 import pyro_flowkit as fk
-from pyro_flowkit.demo import TOY_TEST, TOY_TRAIN
+from pyro_flowkit.app.demo import TOY_TEST, TOY_TRAIN
 from pyro_flowkit.nn import SpectralNormConv2d, SpectralNormLinear
 from pyro_flowkit.transforms import InvertibleResidual, set_logdet
 

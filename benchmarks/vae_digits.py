@@ -14,7 +14,7 @@ does it give sharper samples than a VAE? Four contenders at about equal paramete
   parameters (4%) more than the Glow.
 - Glow: the library's default ``glow((1, 8, 8))`` (2 levels, depth 4, 64 hidden channels,
   dropout 0.2, 76k parameters, the best of the sweep in ``RESULTS.md`` at this size) on the logit
-  of the pixels (``pyro_flowkit.demo.data_distribution``, alpha = 0.05), trained by maximum
+  of the pixels (``pyro_flowkit.app.demo.data_distribution``, alpha = 0.05), trained by maximum
   likelihood. The f-VAE's flow has the same settings, dropout included.
 
 Protocol: 1497 training images, batch 128, Adam with learning rate 1e-3 for everyone (``--lr``;
@@ -62,7 +62,7 @@ from pyro.infer import SVI, Trace_ELBO
 from torch import Tensor, nn
 
 import pyro_flowkit as fk
-from pyro_flowkit.demo import data_distribution
+from pyro_flowkit.app.demo import data_distribution
 from pyro_flowkit.models import FVAE, VAE
 
 IMAGE, LEVELS, BATCH, LATENT = (1, 8, 8), 17, 128, 16
@@ -239,7 +239,7 @@ def samples(cs: list[Contender], path: Path | None) -> list[tuple[str, tuple[flo
     rows += [(name, sample_stats(x, test, bandwidth)) for name, x in drawn]
     if path is not None:
         try:
-            from pyro_flowkit.plots import plot_image_grids
+            from pyro_flowkit.app.plots import plot_image_grids
 
             grids = [("test digits", test[:32])] + [(n, x[:32]) for n, x in drawn]
             plot_image_grids(grids, path)

@@ -1,7 +1,15 @@
 """Inference algorithms that plug into Pyro, installed as ``pyro_flowkit.inference``."""
 
+if __name__ != "pyro_flowkit.inference":  # e.g. `import inference` from the repository's root
+    raise ImportError(
+        f"this folder is pyro_flowkit.inference: write `import pyro_flowkit.inference`, "
+        f"not {__name__!r} (that would load a second copy of every class)"
+    )
+
+
+from pyro_flowkit._deprecation import deprecated_alias
+from pyro_flowkit.diagnostics import from_chains
 from pyro_flowkit.inference.adaptation import DualAveraging, WarmupAdapter, find_step_size
-from pyro_flowkit.inference.diagnostics import to_inference_data
 from pyro_flowkit.inference.ebm import ReplayBuffer, langevin_dynamics, train_ebm
 from pyro_flowkit.inference.em import EM, EMResult
 from pyro_flowkit.inference.langevin import (
@@ -35,8 +43,10 @@ __all__ = [
     "polynomial_decay",
     "potential_and_grad",
     "sample_langevin",
-    "to_inference_data",
     "train",
     "train_ebm",
     "ula_step",
 ]
+
+# Deprecated: ArviZ conversion lives in pyro_flowkit.diagnostics (from_chains, from_guide).
+to_inference_data = deprecated_alias("pyro_flowkit.inference.to_inference_data", from_chains)

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from pyro_flowkit.inference.langevin import init_state, ula_step
 from pyro_flowkit.inference.sampling import check_step_size
 from pyro_flowkit.inference.training import minibatches
 from pyro_flowkit.validation import (
@@ -109,7 +110,8 @@ def langevin_dynamics(
     noise_scale: float | None = None,
     drift_clip: float | None = None,
 ) -> Tensor:
-    r"""``steps`` moves :math:`x \leftarrow x - h\,\mathrm{clip}(\nabla U) + \sigma\xi` of a batch.
+    r"""``steps`` moves :math:`x \leftarrow x - h\,\mathrm{clip}(\nabla U) + \sigma\xi` of a batch,
+    by the library's one Langevin step (:func:`~pyro_flowkit.inference.ula_step`).
 
     ``energy_fn`` maps ``(N, *event)`` to ``(N,)``; :math:`\sigma \ge 0` defaults to
     :math:`\sqrt{2h}` (unadjusted Langevin at temperature 1); ``drift_clip`` :math:`c > 0` (or
@@ -118,20 +120,18 @@ def langevin_dynamics(
     finite numbers.
     """
     _check_dynamics_args(steps, step_size, noise_scale, drift_clip)
-    sigma = math.sqrt(2 * step_size) if noise_scale is None else noise_scale
-    x = x.detach()
+    state = init_state(energy_fn, x.detach())
+    diverged = torch.zeros_like(state.potential, dtype=torch.bool)
     for _ in range(steps):
-        with torch.enable_grad():
-            x.requires_grad_(True)
-            (grad,) = torch.autograd.grad(energy_fn(x).sum(), x)
-        if drift_clip is not None:
-            grad = grad.clamp(-drift_clip, drift_clip)
-        x = (x.detach() - step_size * grad + sigma * torch.randn_like(x)).detach()
-    if not torch.isfinite(x).all():
+        state, info = ula_step(
+            state, energy_fn, step_size, noise_scale=noise_scale, drift_clip=drift_clip
+        )
+        diverged |= info.diverging  # no host synchronisation inside the loop
+    if diverged.any():
         raise FloatingPointError(
             "langevin_dynamics: chains left the finite numbers; lower step_size or set drift_clip"
         )
-    return x
+    return state.position
 
 
 def _check_dynamics_args(

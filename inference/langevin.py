@@ -178,16 +178,34 @@ def _propose(
     potential_fn: PotentialFn,
     step_size: Tensor | float,
     inverse_mass: Tensor | None,
+    noise_scale: float | None = None,
+    drift_clip: float | None = None,
 ) -> tuple[LangevinState, Tensor]:
-    """One Langevin move from ``state`` and the log MH ratio of accepting it (fused arithmetic)."""
+    r"""One Langevin move from ``state`` and the log MH ratio of accepting it (fused arithmetic).
+
+    The proposal is :math:`x' = x - h M^{-1} \mathrm{clip}(\nabla U(x)) + \sigma \xi` with
+    :math:`\sigma = \sqrt{2 h M^{-1}}`; the ratio uses the same (clipped) kernel both ways. With
+    ``noise_scale`` setting :math:`\sigma` (a tempered move, for ULA only) the ratio is the bare
+    :math:`U(x) - U(x')`: a diagnostic, finite exactly when the proposal's potential and gradient
+    are (no proposal correction, which :math:`\sigma = 0` would leave undefined).
+    """
     x, g = state.position, state.grad
     hm = _per_chain(step_size, x)  # h M^{-1}
     if inverse_mass is not None:
         hm = hm * inverse_mass.to(x)
+    if drift_clip is not None:
+        g = g.clamp(-drift_clip, drift_clip)
     noise = torch.randn_like(x)
-    proposal = torch.addcmul(x, hm, g, value=-1.0).addcmul_((2 * hm).sqrt(), noise)
+    proposal = torch.addcmul(x, hm, g, value=-1.0)
+    if noise_scale is not None:
+        proposal.add_(noise, alpha=noise_scale)
+        potential, grad = potential_and_grad(potential_fn, proposal)
+        log_ratio = state.potential - potential + 0.0 * _per_event(grad).sum(1)  # NaN if grad is
+        return LangevinState(proposal, potential, grad), log_ratio
+    proposal.addcmul_((2 * hm).sqrt(), noise)  # sigma^2 = 2 h M^{-1}
     potential, grad = potential_and_grad(potential_fn, proposal)
-    backward = torch.addcmul(x - proposal, hm, grad)  # x - (x' - h M^{-1} grad U(x'))
+    drift = grad if drift_clip is None else grad.clamp(-drift_clip, drift_clip)
+    backward = torch.addcmul(x - proposal, hm, drift)  # x - (x' - h M^{-1} clip(grad U(x')))
     log_q = (0.5 * noise.square()).addcmul_(backward.square(), (4 * hm).reciprocal(), value=-1.0)
     log_ratio = state.potential - potential + _per_event(log_q).sum(1)
     return LangevinState(proposal, potential, grad), log_ratio
@@ -206,8 +224,12 @@ def _step(
     step_size: Tensor | float,
     inverse_mass: Tensor | None,
     adjusted: bool,
+    noise_scale: float | None = None,
+    drift_clip: float | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
-    proposal, log_ratio = _propose(state, potential_fn, step_size, inverse_mass)
+    proposal, log_ratio = _propose(
+        state, potential_fn, step_size, inverse_mass, noise_scale, drift_clip
+    )
     # a non-finite potential or gradient at the proposal makes the log ratio non-finite
     finite = torch.isfinite(log_ratio)
     accept_prob = torch.where(finite, log_ratio.clamp(max=0.0), -math.inf).exp()
@@ -254,6 +276,8 @@ def ula_step(
     step_size: Tensor | float,
     *,
     inverse_mass: Tensor | None = None,
+    noise_scale: float | None = None,
+    drift_clip: float | None = None,
 ) -> tuple[LangevinState, LangevinInfo]:
     r"""One unadjusted Langevin step for every chain (see :func:`mala_step` for the arguments).
 
@@ -261,5 +285,11 @@ def ula_step(
     (for :math:`N(0, s^2)` the stationary variance is :math:`s^2 / (1 - h / (2 s^2))`).
     ``info.acceptance_rate`` is the MALA probability the move would have had. A proposal with a
     non-finite potential or gradient is not taken and is flagged in ``info.diverging``.
+
+    Two options serve energy-based-model training (Du & Mordatch 2019), where short-run chains
+    sample at a lower temperature: ``noise_scale`` replaces the noise's standard deviation
+    :math:`\sqrt{2h M^{-1}}` by :math:`\sigma` (temperature :math:`\sigma^2 / 2h`), and
+    ``drift_clip`` clips each entry of :math:`\nabla U` to :math:`[-c, c]`. Neither is checked
+    here (see ``train_ebm``).
     """
-    return _step(state, potential_fn, step_size, inverse_mass, adjusted=False)
+    return _step(state, potential_fn, step_size, inverse_mass, False, noise_scale, drift_clip)

@@ -3,6 +3,13 @@
 Installed as ``pyro_flowkit.models``.
 """
 
+if __name__ != "pyro_flowkit.models":  # e.g. `import models` from the repository's root
+    raise ImportError(
+        f"this folder is pyro_flowkit.models: write `import pyro_flowkit.models`, "
+        f"not {__name__!r} (that would load a second copy of every class)"
+    )
+
+
 from pyro_flowkit.models.bernoulli_mixture import BernoulliMixture
 from pyro_flowkit.models.energy import EnergyModel, energy_mlp
 from pyro_flowkit.models.fvae import FVAE

@@ -1,7 +1,18 @@
 """pyro-flowkit: normalizing flows, and the models built from them, as Pyro parts.
 
-``pyro_flowkit.transforms``, ``.flows``, ``.nn``, ``.data`` and ``.metrics`` load with the package;
-``pyro_flowkit.models`` and ``pyro_flowkit.inference`` load on first access.
+The layers, each importing only from those before it:
+
+1. the flows and their parts: :mod:`~pyro_flowkit.transforms` (bijections), :mod:`~pyro_flowkit.nn`
+   (conditioner networks), :mod:`~pyro_flowkit.flows` (builders, one module per paper),
+   :mod:`~pyro_flowkit.guides` (flows as variational guides), :mod:`~pyro_flowkit.diagnostics`,
+   :mod:`~pyro_flowkit.data`, :mod:`~pyro_flowkit.metrics`;
+2. :mod:`pyro_flowkit.inference`: inference algorithms that plug into Pyro (Langevin kernels, EM,
+   EBM training, the training loop);
+3. :mod:`pyro_flowkit.models`: Pyro models (VAE, f-VAE, mixtures, energy models);
+4. ``pyro_flowkit.app``: the ``flowkit`` command line and its demos.
+
+``models`` and ``inference`` live in the repository's top-level ``models/`` and ``inference/``
+folders and load on first access (``fk.models``) or import (``import pyro_flowkit.models``).
 """
 
 from __future__ import annotations
@@ -9,7 +20,18 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from pyro_flowkit import data, distributions, flows, metrics, nn, transforms
+from pyro_flowkit import (
+    data,
+    diagnostics,
+    distributions,
+    flows,
+    guides,
+    metrics,
+    nn,
+    transforms,
+    validation,
+)
+from pyro_flowkit._source import install_source_finder
 from pyro_flowkit.errors import ConvergenceWarning, InversionError, NotFittedError
 
 __version__ = "0.1.0"
@@ -18,6 +40,7 @@ __all__ = [
     "InversionError",
     "NotFittedError",
     "data",
+    "diagnostics",
     "distributions",
     "flows",
     "guides",
@@ -26,12 +49,19 @@ __all__ = [
     "models",
     "nn",
     "transforms",
+    "validation",
 ]
 
-_LAZY = {"models", "inference", "cli", "guides"}
+_LAZY = ("models", "inference")
+install_source_finder(__name__, __file__, _LAZY)
 
 
 def __getattr__(name: str) -> ModuleType:
     if name in _LAZY:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public names (``__all__``), the lazily loaded subpackages included."""
+    return sorted({*__all__, "__version__"})

@@ -1,5 +1,5 @@
 import sys
 
-from pyro_flowkit.cli import main
+from pyro_flowkit.app.cli import main
 
 sys.exit(main())

@@ -1,6 +1,7 @@
 r"""Normalizing flows as variational guides: a global flow posterior that honours Pyro's
-initialisation, amortised conditional-flow posteriors for local latents, and the checks that say
-whether a variational posterior can be trusted (PSIS :math:`\hat k`, ArviZ ``InferenceData``).
+initialisation, and amortised conditional-flow posteriors for local latents. Whether a fitted
+guide can be trusted (PSIS :math:`\hat k`, ArviZ ``InferenceData``) is in
+:mod:`pyro_flowkit.diagnostics`.
 
 References:
     Variational Inference with Normalizing Flows (Rezende & Mohamed, 2015),
@@ -16,19 +17,16 @@ from collections.abc import Callable
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.distributions import constraints
 from pyro.distributions.transforms import AffineTransform
-from pyro.infer import Predictive
 from pyro.infer.autoguide import AutoContinuous
 from pyro.infer.autoguide.initialization import init_to_median
-from pyro.infer.importance import vectorized_importance_weights
 from pyro.nn import PyroModule, PyroParam
 from torch import Tensor, nn
 from torch.distributions import biject_to
 
-from pyro_flowkit import flows
-from pyro_flowkit._optional import import_arviz
+from pyro_flowkit import diagnostics, flows
+from pyro_flowkit._deprecation import deprecated_alias
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.validation import check_count, check_positive
 
@@ -37,8 +35,6 @@ __all__ = [
     "AutoFlow",
     "amortized_posterior",
     "encoder_posterior",
-    "psis_diagnostic",
-    "to_inference_data",
 ]
 
 FLOWS = ("realnvp", "nice", "iresnet")
@@ -266,112 +262,10 @@ class AmortizedFlowGuide(PyroModule):
         return {self.site: z}
 
 
-def _log_weights(
-    model: Callable,
-    guide: Callable,
-    num_samples: int,
-    max_plate_nesting: int | None,
-    *args: object,
-    **kwargs: object,
-) -> Tensor:
-    """:math:`\\log p(x, z_s) - \\log q(z_s)` for ``num_samples`` guide draws (in one
-    vectorised pass when ``max_plate_nesting`` is given)."""
-    if max_plate_nesting is not None:
-        log_w, _, _ = vectorized_importance_weights(
-            model, guide, *args, num_samples=num_samples, max_plate_nesting=max_plate_nesting,
-            **kwargs,
-        )  # fmt: skip
-        return log_w.detach()
-    weights = []
-    for _ in range(num_samples):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            *args, **kwargs
-        )
-        weights.append(model_trace.log_prob_sum() - guide_trace.log_prob_sum())
-    return torch.stack(weights).detach()
-
-
-@torch.no_grad()
-def psis_diagnostic(
-    model: Callable,
-    guide: Callable,
-    *args: object,
-    num_samples: int = 1000,
-    max_plate_nesting: int | None = None,
-    **kwargs: object,
-) -> float:
-    r"""Pareto :math:`\hat k` of the importance weights :math:`p(x, z) / q(z)`, :math:`z \sim q`.
-
-    Computed by ArviZ's Pareto-smoothed importance sampling (``az.psislw``) on ``num_samples``
-    log-weights (drawn in one vectorised pass when ``max_plate_nesting`` is given, as for
-    ``Trace_ELBO(vectorize_particles=True)``; else one trace at a time). Yao et al. (2018):
-    :math:`\hat k < 0.5` the variational posterior is close
-    enough for importance sampling to correct it; :math:`0.5 < \hat k < 0.7` usable with care;
-    above 0.7 it should not be trusted.
-
-    Example:
-        >>> def model():
-        ...     pyro.sample("x", dist.Normal(0.0, 1.0))
-        >>> def guide():  # a little wider than the posterior: safe
-        ...     pyro.sample("x", dist.Normal(0.0, 1.2))
-        >>> psis_diagnostic(model, guide, num_samples=1000) < 0.5
-        True
-    """
-    check_count("num_samples", num_samples)
-    log_w = _log_weights(model, guide, num_samples, max_plate_nesting, *args, **kwargs)
-    if not torch.isfinite(log_w).all():
-        raise FloatingPointError("psis_diagnostic: a log importance weight is not finite")
-    az = import_arviz()
-    _, khat = az.psislw(log_w.double().cpu().numpy())
-    return float(khat)
-
-
-@torch.no_grad()
-def to_inference_data(
-    guide: Callable, model: Callable, *args: object, num_samples: int = 1000, **kwargs: object
-) -> object:
-    """ArviZ ``InferenceData`` of a fitted guide: ``posterior`` (guide draws of the model's latent
-    sites, one chain), ``posterior_predictive`` (the observed sites resampled from the model at
-    those draws) and ``observed_data``.
-
-    Example:
-        >>> def model(y):
-        ...     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
-        ...     with pyro.plate("data", len(y)):
-        ...         pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
-        >>> guide = pyro.infer.autoguide.AutoNormal(model)
-        >>> idata = to_inference_data(guide, model, torch.zeros(3), num_samples=10)
-        >>> sorted(idata.groups())
-        ['observed_data', 'posterior', 'posterior_predictive']
-    """
-    check_count("num_samples", num_samples)
-    trace = poutine.trace(model).get_trace(*args, **kwargs)
-    observed = {
-        name: site["value"]
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site["is_observed"]
-    }
-    latent = [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    ]
-    draws = Predictive(model, guide=guide, num_samples=num_samples, return_sites=latent)(
-        *args, **kwargs
-    )
-    unobserved = poutine.uncondition(model)
-    predictive = Predictive(unobserved, posterior_samples=draws, return_sites=list(observed))
-    replicated = predictive(*args, **kwargs)
-    az = import_arviz()
-
-    def chain(d: dict[str, Tensor]) -> dict[str, object]:
-        # Predictive pads plate dimensions; keep each site's own shape after the draw dimension
-        shapes = {k: trace.nodes[k]["value"].shape for k in d}
-        return {k: v.detach().reshape((-1, *shapes[k])).cpu().numpy()[None] for k, v in d.items()}
-
-    return az.from_dict(
-        posterior=chain(draws),
-        posterior_predictive=chain(replicated),
-        observed_data={k: v.detach().cpu().numpy() for k, v in observed.items()},
-    )
+# Deprecated: the diagnostics live in pyro_flowkit.diagnostics (one module for every posterior).
+psis_diagnostic = deprecated_alias(
+    "pyro_flowkit.guides.psis_diagnostic", diagnostics.psis_diagnostic
+)
+to_inference_data = deprecated_alias(
+    "pyro_flowkit.guides.to_inference_data", diagnostics.from_guide
+)

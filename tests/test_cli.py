@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from pyro_flowkit.cli import main
+from pyro_flowkit.app.cli import main
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_alternating_realnvp_equals_per_layer_alternating_masks(device):
         (dict(event_shape=1), "at least 2 dimensions"),
         (dict(event_shape=0), "event_shape: expected positive sizes"),
         (dict(event_shape=4, num_layers=0), "num_layers: expected a positive integer, got 0"),
-        (dict(event_shape=4, mask="checker"), "mask: expected 'alternating' or 'half'"),
+        (dict(event_shape=4, mask="checker"), "mask: expected one of \\('alternating', 'half'\\)"),
         (dict(event_shape=4, permutation="shuffle"), "permutation: expected one of"),
         (
             dict(event_shape=4, log_scale_bound=0),

@@ -10,7 +10,8 @@ from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.infer.autoguide import AutoNormal, init_to_value
 from torch import nn
 
-from pyro_flowkit.guides import AmortizedFlowGuide, AutoFlow, psis_diagnostic, to_inference_data
+from pyro_flowkit.diagnostics import from_guide, psis_diagnostic
+from pyro_flowkit.guides import AmortizedFlowGuide, AutoFlow
 
 STEPS = 1500
 
@@ -251,7 +252,7 @@ def test_inference_data_from_a_guide():
     y = torch.tensor([3.0, 5.0, 4.0, 6.0])
     guide = fit(gamma_poisson, AutoFlow(gamma_poisson, num_layers=2, hidden_dims=(8,)), 200, 0.02,
                 y)  # fmt: skip
-    idata = to_inference_data(guide, gamma_poisson, y, num_samples=300)
+    idata = from_guide(guide, gamma_poisson, y, num_samples=300)
     assert idata.posterior["rate"].shape == (1, 300)
     assert idata.posterior_predictive["y"].shape == (1, 300, 4)
     assert (idata.observed_data["y"].values == y.numpy()).all()

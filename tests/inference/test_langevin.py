@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from pyro_flowkit.diagnostics import from_chains, import_arviz
 from pyro_flowkit.inference import (
     DualAveraging,
     WarmupAdapter,
@@ -13,10 +14,8 @@ from pyro_flowkit.inference import (
     mala_step,
     potential_and_grad,
     sample_langevin,
-    to_inference_data,
     ula_step,
 )
-from pyro_flowkit.inference.diagnostics import import_arviz
 from pyro_flowkit.inference.langevin import check_inverse_mass
 
 STEPS = {"mala": mala_step, "ula": ula_step}
@@ -172,7 +171,7 @@ def test_scalar_events(adjusted):
     torch.testing.assert_close(stats["lp"], -0.5 * samples.square() / 4.0)
     if adjusted:  # ULA is biased by O(h)
         _check_moments(samples[..., None], torch.zeros(1), torch.full((1,), 4.0))
-    idata = to_inference_data(samples, stats, var_name="theta")
+    idata = from_chains(samples, stats, var_name="theta")
     assert dict(idata.posterior.sizes) == {"chain": 16, "draw": 500}
     assert import_arviz().summary(idata).shape[0] == 1
 
@@ -279,7 +278,7 @@ def test_inference_data_has_arviz_names():
     samples, stats = sample_langevin(
         std_normal, torch.randn(2, 3), 40, step_size=0.5, num_warmup=20, progress=False
     )
-    idata = to_inference_data(samples, stats, var_name="theta")
+    idata = from_chains(samples, stats, var_name="theta")
     az = import_arviz()
     assert dict(idata.posterior.sizes) == {"chain": 2, "draw": 40, "theta_dim_0": 3}
     assert set(idata.sample_stats.data_vars) == set(stats)
@@ -290,6 +289,6 @@ def test_inference_data_has_arviz_names():
 
 def test_inference_data_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="samples"):
-        to_inference_data({"a": torch.zeros(2, 5), "b": torch.zeros(3, 5)})
+        from_chains({"a": torch.zeros(2, 5), "b": torch.zeros(3, 5)})
     with pytest.raises(ValueError, match="stats\\['lp'\\]"):
-        to_inference_data(torch.zeros(2, 5), {"lp": torch.zeros(2, 4)})
+        from_chains(torch.zeros(2, 5), {"lp": torch.zeros(2, 4)})

@@ -8,8 +8,8 @@ import pytest
 import torch
 from pyro.infer import MCMC
 
+from pyro_flowkit.diagnostics import import_arviz
 from pyro_flowkit.inference import MALA, SGLD, ULA, polynomial_decay
-from pyro_flowkit.inference.diagnostics import import_arviz
 
 # On a machine with fewer free cores than chains Pyro draws chains one after another and says so.
 sequential_chains = pytest.mark.filterwarnings("ignore:num_chains=.*:UserWarning")
