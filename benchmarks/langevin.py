@@ -51,8 +51,8 @@ from residual_flows import alternate
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pyro_flowkit.inference import MALA, init_state, mala_step, sample_langevin, ula_step
 from pyro_flowkit.diagnostics import import_arviz
+from pyro_flowkit.inference import MALA, init_state, mala_step, sample_langevin, ula_step
 
 az = import_arviz()
 
