@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/em_svi.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/vae_digits.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/guides.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/training.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

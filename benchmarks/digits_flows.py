@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 import pyro_flowkit as fk
+from pyro_flowkit.inference import Trainer
 
 ALPHA, LEVELS, DIM, BATCH, LR = 0.05, 17, 64, 128, 1e-3
 
@@ -42,13 +43,17 @@ class Entry:
     name: str
     module: nn.Module
     log_prob: Callable[[Tensor], Tensor]  # log-density of logit-space data, shape (n,)
-    optimizer: torch.optim.Optimizer = field(init=False)
+    trainer: Trainer = field(init=False)  # the library's one training step, for every library
     times: list[float] = field(default_factory=list)
     evals: dict[int, tuple[float, float]] = field(default_factory=dict)
     failed_at: int | None = None
 
     def __post_init__(self) -> None:
-        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=LR)
+        def loss(batch: tuple[Tensor, Tensor]) -> Tensor:
+            z, ladj = batch
+            return -(self.log_prob(z) + ladj).mean()
+
+        self.trainer = Trainer(loss, params=self.module, lr=LR)
 
 
 def preprocess(v: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
@@ -215,13 +220,11 @@ BUILDERS = {
 
 def train_step(e: Entry, z: Tensor, ladj: Tensor, step: int) -> None:
     start = time.perf_counter()
-    loss = -(e.log_prob(z) + ladj).mean()
-    if not torch.isfinite(loss):
+    try:
+        e.trainer.step((z, ladj))
+    except FloatingPointError:
         e.failed_at = step
         return
-    e.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    e.optimizer.step()
     e.times.append(time.perf_counter() - start)
 
 

@@ -10,8 +10,11 @@ if __name__ != "pyro_flowkit.inference":  # e.g. `import inference` from the rep
 from pyro_flowkit._deprecation import deprecated_alias
 from pyro_flowkit.diagnostics import from_chains
 from pyro_flowkit.inference.adaptation import DualAveraging, WarmupAdapter, find_step_size
+from pyro_flowkit.inference.capture import capture
+from pyro_flowkit.inference.distributed import gather_chains
 from pyro_flowkit.inference.ebm import ReplayBuffer, langevin_dynamics, train_ebm
 from pyro_flowkit.inference.em import EM, EMResult
+from pyro_flowkit.inference.ema import EMA
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
@@ -22,13 +25,14 @@ from pyro_flowkit.inference.langevin import (
 )
 from pyro_flowkit.inference.langevin_kernels import MALA, SGLD, ULA, polynomial_decay
 from pyro_flowkit.inference.sampling import sample_langevin
-from pyro_flowkit.inference.training import minibatches, train
+from pyro_flowkit.inference.training import History, StepInfo, Trainer, minibatches, train
 
 __all__ = [
     "MALA",
     "SGLD",
     "ULA",
     "EM",
+    "EMA",
     "DualAveraging",
     "EMResult",
     "LangevinInfo",
@@ -39,6 +43,11 @@ __all__ = [
     "init_state",
     "langevin_dynamics",
     "mala_step",
+    "History",
+    "StepInfo",
+    "Trainer",
+    "capture",
+    "gather_chains",
     "minibatches",
     "polynomial_decay",
     "potential_and_grad",

@@ -25,16 +25,14 @@ References:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pyro_flowkit.inference.langevin import init_state, ula_step
 from pyro_flowkit.inference.sampling import check_step_size
-from pyro_flowkit.inference.training import minibatches
+from pyro_flowkit.inference.training import train
 from pyro_flowkit.validation import (
     check_count,
     check_finite_tensor,
@@ -220,12 +218,8 @@ def train_ebm(
         check_positive("lr", lr)
     _check_data(model, data)
     buffer = buffer or _default_buffer(data)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=lr)
-    batches = minibatches(data, batch_size)
-    history: dict[str, list[float]] = {"loss": [], "e_pos": [], "e_neg": []}
-    bar = tqdm(range(steps), desc="train_ebm", disable=not progress, leave=False)
-    for step in bar:
-        positive = next(batches)
+
+    def loss_fn(positive: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         start, slots = buffer.sample(len(positive))
         model.eval()
         negative = langevin_dynamics(
@@ -233,31 +227,24 @@ def train_ebm(
         )
         model.train()
         buffer.update(slots, negative)
-        values = _contrastive_step(model, optimizer, positive, negative, l2_coeff, step)
-        for key, value in zip(history, values, strict=True):
-            history[key].append(value)
-        if step % 25 == 0:
-            bar.set_postfix(
-                loss=f"{values[0]:.3g}", e_pos=f"{values[1]:.3g}", e_neg=f"{values[2]:.3g}"
-            )
-    model.eval()
-    return history
+        return _contrastive_loss(model, positive, negative, l2_coeff)
+
+    try:
+        history = train(
+            loss_fn, data, params=model, optimizer=optimizer, lr=lr, steps=steps,
+            batch_size=min(batch_size, len(data)), progress=progress, desc="train_ebm",
+        )  # fmt: skip
+    except FloatingPointError as error:
+        raise FloatingPointError(f"train_ebm: {error}") from error
+    finally:
+        model.eval()
+    return history.as_dict()
 
 
-def _contrastive_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    positive: Tensor,
-    negative: Tensor,
-    l2_coeff: float,
-    step: int,
-) -> tuple[float, float, float]:
+def _contrastive_loss(
+    model: nn.Module, positive: Tensor, negative: Tensor, l2_coeff: float
+) -> tuple[Tensor, dict[str, Tensor]]:
+    r""":math:`E_+ - E_- + \alpha (E_+^2 + E_-^2)` (means over the batch) and the mean energies."""
     e_pos, e_neg = model.energy(torch.cat([positive, negative])).split(len(positive))
     loss = e_pos.mean() - e_neg.mean() + l2_coeff * (e_pos.square().mean() + e_neg.square().mean())
-    value = loss.item()
-    if not math.isfinite(value):
-        raise FloatingPointError(f"train_ebm: the loss became {value} at step {step}")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return value, e_pos.mean().item(), e_neg.mean().item()
+    return loss, {"e_pos": e_pos.detach().mean(), "e_neg": e_neg.detach().mean()}

@@ -26,27 +26,31 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
 from pyro.params.param_store import param_with_module_name
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
 from pyro_flowkit.flows import conditional_realnvp
 from pyro_flowkit.guides import encoder_posterior
-from pyro_flowkit.inference.training import minibatches
+from pyro_flowkit.inference.training import StepInfo, train
 from pyro_flowkit.metrics import bits_per_dim
 from pyro_flowkit.nn.mlp import MLP
 from pyro_flowkit.transforms import as_event_shape
 from pyro_flowkit.transforms._base import EventShape
 from pyro_flowkit.validation import check_count, check_positive
+
+if TYPE_CHECKING:
+    from pyro_flowkit.inference.ema import EMA
 
 __all__ = ["VAE"]
 
@@ -164,8 +168,14 @@ class _LatentVariableModel(PyroModule):
         lr: float = 1e-3,
         progress: bool = True,
         seed: int | None = None,
+        ema: EMA | None = None,
+        callbacks: Sequence[Callable[[StepInfo], object]] = (),
+        checkpoint: str | Path | None = None,
+        resume: str | Path | None = None,
     ) -> list[float]:
-        """Maximise the ELBO with ``SVI(model, guide, Adam(lr), Trace_ELBO())`` on minibatches.
+        """Maximise the ELBO (``Trace_ELBO``) with Adam on minibatches, by
+        :func:`~pyro_flowkit.inference.train` (the library's one loop: ``torchrun`` runs it
+        data-parallel, checkpoints resume exactly).
 
         Arguments:
             data: the training set ``(N,) + event_shape``.
@@ -173,7 +183,11 @@ class _LatentVariableModel(PyroModule):
             batch_size: rows per step (capped at ``N``).
             lr: Adam's learning rate.
             progress: show a tqdm progress bar.
-            seed: passed to ``pyro.set_rng_seed`` first (``None``: the current RNG state).
+            seed: passed to ``pyro.set_rng_seed`` first (``None``: the current RNG state); it
+                also seeds the shuffling.
+            ema: an :class:`~pyro_flowkit.inference.EMA` of the parameters, updated every step
+                (evaluate with ``with ema.swapped(): ...``).
+            callbacks, checkpoint, resume: as for :func:`~pyro_flowkit.inference.train`.
 
         Returns:
             The loss (negative ELBO) per example of every step.
@@ -188,39 +202,42 @@ class _LatentVariableModel(PyroModule):
         check_positive("lr", lr)
         if seed is not None:
             pyro.set_rng_seed(seed)
-        svi = SVI(self.model, self.guide, pyro.optim.Adam({"lr": lr}), Trace_ELBO())
-        batches = minibatches(data, batch_size)
-        history: list[float] = []
-        bar = tqdm(range(steps), desc=type(self).__name__, disable=not progress, leave=False)
-        for step in bar:
-            batch = next(batches)
-            try:
-                # The model and guide are this class's own and their inputs are checked
-                # (_check_x), so Pyro's argument validation could only catch a diverged fit (a
-                # NaN parameter, a scale of 0), as a ValueError from whichever distribution meets
-                # it first; without it the divergence reaches the loss and is reported below.
-                with pyro.validation_enabled(False):
-                    loss = svi.step(batch) / len(batch)
-            except ValueError as error:  # e.g. a transform refusing a NaN input
-                if self._parameters_finite():
-                    raise
-                raise FloatingPointError(
-                    self._divergence("a parameter became NaN or infinite", step, lr)
-                ) from error
-            if not math.isfinite(loss):
-                raise FloatingPointError(self._divergence(f"the loss became {loss}", step, lr))
-            history.append(loss)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{loss:.4g}")
-        return history
+        elbo, done = Trace_ELBO(), [0]
+
+        def loss_fn(batch: Tensor) -> Tensor:
+            # The model and guide are this class's own and their inputs are checked (_check_x),
+            # so Pyro's argument validation could only catch a diverged fit (a NaN parameter, a
+            # scale of 0), as a ValueError from whichever distribution meets it first; without
+            # it the divergence reaches the loss, which the loop checks.
+            with pyro.validation_enabled(False):
+                return elbo.differentiable_loss(self.model, self.guide, batch) / len(batch)
+
+        def count(info: StepInfo) -> None:
+            done[0] = info.step
+
+        try:
+            history = train(
+                loss_fn, data, params=self, steps=steps, batch_size=min(batch_size, len(data)),
+                lr=lr, ema=ema, callbacks=[count, *callbacks], checkpoint=checkpoint,
+                resume=resume, seed=0 if seed is None else seed, progress=progress,
+                desc=type(self).__name__,
+            )  # fmt: skip
+        except FloatingPointError as error:
+            raise FloatingPointError(self._divergence(str(error), lr)) from error
+        except ValueError as error:  # e.g. a transform refusing a NaN input
+            if self._parameters_finite():
+                raise
+            what = f"a parameter became NaN or infinite at step {done[0] + 1}"
+            raise FloatingPointError(self._divergence(what, lr)) from error
+        return list(history)
 
     def _parameters_finite(self) -> bool:
         return all(bool(torch.isfinite(p).all()) for p in self.parameters())
 
-    def _divergence(self, what: str, step: int, lr: float) -> str:
+    def _divergence(self, what: str, lr: float) -> str:
         return (
-            f"{type(self).__name__}.fit: {what} at step {step}: the fit diverged; lower the "
-            f"learning rate (lr={lr:g})"
+            f"{type(self).__name__}.fit: {what}: the fit diverged; lower the learning rate "
+            f"(lr={lr:g})"
         )
 
     # ---------------------------------------------------------------- evaluation

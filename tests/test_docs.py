@@ -2,8 +2,12 @@
 
 import doctest
 import importlib
+import os
 import pkgutil
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pyro
@@ -30,7 +34,8 @@ MODULES = sorted(
 DOCTEST_GLOBALS = {"torch": torch, "pyro": pyro, "dist": pyro.distributions, "nn": torch.nn}
 
 
-def test_readme_python_blocks_run():
+def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the blocks write checkpoints
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert len(blocks) >= 3
     namespace: dict = {}
@@ -58,6 +63,12 @@ def test_readme_python_blocks_run():
     assert gmm.converged_ and namespace["labels"].shape == (2000,)
     assert abs(gmm_svi.score(points) - gmm.score(points)) < 0.1  # one objective, one start
     assert namespace["plsa"].p_w_given_z_.shape == (4, 30) and namespace["km"].inertia_ > 0
+    assert len(namespace["fit_history"]) == 200 and namespace["ema_nll"] != namespace["live_nll"]
+    assert namespace["shift_and_scale"].shape == (5, 2) and namespace["squares"].shape == (10,)
+    torch.testing.assert_close(
+        namespace["w_mean"], torch.tensor([1.0, -2.0, 0.5]), atol=0.05, rtol=0
+    )
+    assert dict(namespace["w_idata"].posterior.sizes)["chain"] == 16
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -69,3 +80,24 @@ def test_docstring_examples(name):
         optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE,
     )
     assert result.failed == 0
+
+
+def test_readme_torchrun_example_runs_on_two_processes(tmp_path):
+    """The README's data-parallel script, as torchrun starts it: two gloo processes."""
+    (block,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+        if b.startswith("# train_ddp.py")
+    ]
+    script = tmp_path / "train_ddp.py"
+    script.write_text(block + "\nassert w_idata.posterior.sizes['chain'] == 32, w_idata\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={port}", str(script)],
+        cwd=tmp_path, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -172,7 +172,7 @@ def _digits_fit(steps, **kwargs):
     def loss_fn(v):
         return fk.metrics.bits_per_dim(d.log_prob(fk.data.dequantize(v)), 64, 17).mean()
 
-    fk.inference.train(loss_fn, flow.parameters(), train_x, steps=steps, progress=False)
+    fk.inference.train(loss_fn, train_x, params=flow, steps=steps, progress=False)
     flow.eval()
     test_x = fk.data.load_digits("test", flatten=True)
     g = torch.Generator().manual_seed(1)

@@ -316,7 +316,7 @@ def test_glow_on_digits_lowers_test_bits_per_dim():
 
     model.log_prob(fk.data.dequantize(train_x[:512], 17, g))  # ActNorm's data initialisation
     before = _digits_bpd(model, test_x)
-    train(loss_fn, flow.parameters(), train_x, steps=150, batch_size=128, lr=1e-3, progress=False)
+    train(loss_fn, train_x, params=flow, steps=150, batch_size=128, lr=1e-3, progress=False)
     flow.eval()
     after = _digits_bpd(model, test_x)
     assert before > 3.5 and after < min(2.8, before - 0.8)

@@ -133,8 +133,8 @@ def fit(
     start = time.perf_counter()
     losses = train(
         loss_fn,
-        flow.parameters(),
         train_x,
+        params=flow,
         steps=steps,
         batch_size=batch_size,
         lr=lr,

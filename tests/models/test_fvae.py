@@ -213,7 +213,7 @@ def test_a_diverged_parameter_is_reported_even_where_a_transform_refuses_nan():
     with torch.no_grad():
         fvae.log_sigma1.fill_(math.nan)  # as a diverged step leaves it
     with pytest.raises(
-        FloatingPointError, match="FVAE.fit: a parameter became NaN or infinite at step 0"
+        FloatingPointError, match="FVAE.fit: a parameter became NaN or infinite at step 1"
     ):
         fvae.fit(torch.randn(8, 4, dtype=torch.float64), 3, progress=False)
     fine = FVAE(4, flow=_Picky(refuse=True), name="fine").double()
