@@ -1,9 +1,13 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Each creates .venv if it is missing,
-# installs torch from $(TORCH) first (TORCH=torch==2.13.0 picks the local CPU build), then the
-# package with the extras it needs.
+# installs torch from $(TORCH) first unless the environment already has one (TORCH=torch==2.13.0
+# picks a local CPU build; TORCH_INDEX=https://download.pytorch.org/whl/cpu takes the CPU build
+# from PyTorch's public index instead of several GB of CUDA packages), then the package with the
+# extras it needs. VENV_ARGS=--system-site-packages reuses a torch installed system-wide.
 PYTHON ?= python3
 TORCH ?= torch
+TORCH_INDEX ?=
 VENV ?= .venv
+VENV_ARGS ?=
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 # Spinning OpenMP threads can make small training steps many times slower on 2 shared cores; at this
@@ -14,11 +18,16 @@ export OMP_NUM_THREADS ?= 1
 .PHONY: install demo demo-quick test test-all lint format bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV_ARGS) $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.torch: | $(BIN)/python
-	$(PIP) install --quiet "$(TORCH)"
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "using the installed torch $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else \
+		echo "installing $(TORCH)$(if $(TORCH_INDEX), from $(TORCH_INDEX))"; \
+		$(PIP) install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
+	fi
 	touch $@
 
 $(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
@@ -27,10 +36,10 @@ $(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
 
 install: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed-plot
+demo: $(VENV)/.installed-demo
 	$(BIN)/flowkit demo
 
-demo-quick: $(VENV)/.installed-plot
+demo-quick: $(VENV)/.installed-demo
 	$(BIN)/flowkit demo --quick
 
 test: $(VENV)/.installed-test
@@ -47,7 +56,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench $(VENV)/.installed-text
 	$(BIN)/python benchmarks/digits_flows.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/digits_flows.py --suite images --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/image_flow_speed.py --results benchmarks/RESULTS.md
@@ -58,6 +67,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/vae_digits.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/guides.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/training.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/sts.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

@@ -5,7 +5,8 @@ The layers, each importing only from those before it:
 1. the flows and their parts: :mod:`~pyro_flowkit.transforms` (bijections), :mod:`~pyro_flowkit.nn`
    (conditioner networks), :mod:`~pyro_flowkit.flows` (builders, one module per paper),
    :mod:`~pyro_flowkit.guides` (flows as variational guides), :mod:`~pyro_flowkit.diagnostics`,
-   :mod:`~pyro_flowkit.data`, :mod:`~pyro_flowkit.metrics`;
+   :mod:`~pyro_flowkit.data`, :mod:`~pyro_flowkit.metrics`, :mod:`~pyro_flowkit.text`
+   (STS-benchmark, sentence encoders, STS scoring);
 2. :mod:`pyro_flowkit.inference`: inference algorithms that plug into Pyro (Langevin kernels, EM,
    EBM training, the training loop);
 3. :mod:`pyro_flowkit.models`: Pyro models (VAE, f-VAE, mixtures, energy models);
@@ -28,6 +29,7 @@ from pyro_flowkit import (
     guides,
     metrics,
     nn,
+    text,
     transforms,
     validation,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "metrics",
     "models",
     "nn",
+    "text",
     "transforms",
     "validation",
 ]

@@ -167,11 +167,25 @@ def psis_diagnostic(
 
 @torch.no_grad()
 def from_guide(
-    guide: Callable, model: Callable, *args: object, num_samples: int = 1000, **kwargs: object
+    guide: Callable,
+    model: Callable,
+    *args: object,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    parallel: bool | None = None,
+    **kwargs: object,
 ) -> object:
     """ArviZ ``InferenceData`` of a fitted guide: ``posterior`` (guide draws of the model's latent
-    sites, one chain), ``posterior_predictive`` (the observed sites resampled from the model at
-    those draws) and ``observed_data``.
+    sites), ``posterior_predictive`` (the observed sites resampled from the model at those draws)
+    and ``observed_data``.
+
+    The ``num_samples`` draws are taken in one vectorised pass (``Predictive(parallel=True)``;
+    ``parallel=None`` falls back to one trace per draw for a model that cannot be vectorised) and
+    split into ``num_chains`` "chains" of ``num_samples / num_chains`` draws, so that ArviZ's
+    summaries work. Guide draws are independent: their ``r_hat`` is 1 up to Monte Carlo noise and
+    their ESS is about the number of draws, whatever the fit's quality. They measure only how
+    precisely the draws estimate the *guide's* expectations, not whether the guide matches the
+    posterior: ask :func:`psis_diagnostic` for that.
 
     Example:
         >>> def model(y):
@@ -179,37 +193,60 @@ def from_guide(
         ...     with pyro.plate("data", len(y)):
         ...         pyro.sample("y", dist.Normal(mu, 1.0), obs=y)
         >>> guide = pyro.infer.autoguide.AutoNormal(model)
-        >>> idata = from_guide(guide, model, torch.zeros(3), num_samples=10)
-        >>> sorted(idata.groups())
-        ['observed_data', 'posterior', 'posterior_predictive']
+        >>> idata = from_guide(guide, model, torch.zeros(3), num_samples=40)
+        >>> sorted(idata.groups()), dict(idata.posterior.sizes)
+        (['observed_data', 'posterior', 'posterior_predictive'], {'chain': 4, 'draw': 10})
     """
     check_count("num_samples", num_samples)
+    check_count("num_chains", num_chains)
+    if num_samples % num_chains:
+        raise ValueError(
+            f"num_samples: expected a multiple of num_chains={num_chains}, got {num_samples}"
+        )
     trace = poutine.trace(model).get_trace(*args, **kwargs)
-    observed = {
-        name: site["value"]
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and site["is_observed"]
-    }
-    latent = [
-        name
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"]
-    ]
-    draws = Predictive(model, guide=guide, num_samples=num_samples, return_sites=latent)(
-        *args, **kwargs
+    sites = [s for s in trace.nodes.values() if s["type"] == "sample"]
+    observed = {s["name"]: s["value"] for s in sites if s["is_observed"]}
+    latent = [s["name"] for s in sites if not s["is_observed"]]
+    draws = _predict(model, guide, num_samples, latent, parallel, args, kwargs)
+    replicated = _predict(
+        poutine.uncondition(model), draws, num_samples, list(observed), parallel, args, kwargs
     )
-    unobserved = poutine.uncondition(model)
-    predictive = Predictive(unobserved, posterior_samples=draws, return_sites=list(observed))
-    replicated = predictive(*args, **kwargs)
     az = import_arviz()
 
-    def chain(d: dict[str, Tensor]) -> dict[str, object]:
+    def chains(d: dict[str, Tensor]) -> dict[str, object]:
         # Predictive pads plate dimensions; keep each site's own shape after the draw dimension
         shapes = {k: trace.nodes[k]["value"].shape for k in d}
-        return {k: v.detach().reshape((-1, *shapes[k])).cpu().numpy()[None] for k, v in d.items()}
+        return {k: _to_numpy(v.reshape((num_chains, -1, *shapes[k]))) for k, v in d.items()}
 
     return az.from_dict(
-        posterior=chain(draws),
-        posterior_predictive=chain(replicated),
-        observed_data={k: v.detach().cpu().numpy() for k, v in observed.items()},
+        posterior=chains(draws),
+        posterior_predictive=chains(replicated),
+        observed_data={k: _to_numpy(v) for k, v in observed.items()},
     )
+
+
+def _predict(
+    model: Callable,
+    source: Callable | dict[str, Tensor],
+    num_samples: int,
+    sites: list[str],
+    parallel: bool | None,
+    args: tuple,
+    kwargs: dict,
+) -> dict[str, Tensor]:
+    """``Predictive`` draws of ``sites`` from a guide (a callable ``source``) or at given
+    posterior samples (a dict), vectorised unless that fails and ``parallel`` is ``None``."""
+    given = {"guide": source} if callable(source) else {"posterior_samples": source}
+
+    def run(vectorised: bool) -> dict[str, Tensor]:
+        predictive = Predictive(
+            model, num_samples=num_samples, return_sites=sites, parallel=vectorised, **given
+        )
+        return {k: v.detach() for k, v in predictive(*args, **kwargs).items()}
+
+    if parallel is not None:
+        return run(parallel)
+    try:
+        return run(True)
+    except (RuntimeError, ValueError, NotImplementedError):  # a model that cannot vectorise
+        return run(False)

@@ -253,8 +253,8 @@ def test_inference_data_from_a_guide():
     guide = fit(gamma_poisson, AutoFlow(gamma_poisson, num_layers=2, hidden_dims=(8,)), 200, 0.02,
                 y)  # fmt: skip
     idata = from_guide(guide, gamma_poisson, y, num_samples=300)
-    assert idata.posterior["rate"].shape == (1, 300)
-    assert idata.posterior_predictive["y"].shape == (1, 300, 4)
+    assert idata.posterior["rate"].shape == (4, 75)  # 300 draws as 4 chains
+    assert idata.posterior_predictive["y"].shape == (4, 75, 4)
     assert (idata.observed_data["y"].values == y.numpy()).all()
     assert (idata.posterior["rate"].values > 0).all()
     # replicated data follow the posterior draws: their mean is near the mean rate

@@ -55,6 +55,7 @@ from pyro_flowkit.transforms import (
     SplitPrior,
     Squeeze,
     SqueezeBlock,
+    Whitening,
     alternating_mask,
     channel_mask,
     checkerboard_mask,
@@ -368,6 +369,28 @@ RESIDUAL_CASES = [
     ),
 ]
 CASES += RESIDUAL_CASES
+
+
+def _whitened_flow() -> nn.Module:
+    """Couplings after a whitening fitted to 3 rows in 5 dimensions (a singular covariance)."""
+    couplings = fk.flows.realnvp(5, num_layers=2, hidden_dims=H)
+    rows = torch.randn(3, 5, dtype=torch.float64)
+    return fk.transforms.compose([*couplings.parts, Whitening.from_data(rows)])
+
+
+WHITENING_CASES = [
+    Case("whitening", lambda: Whitening(5), (5,)),
+    Case(
+        "whitening-fitted",
+        lambda: Whitening.from_data(
+            torch.randn(40, 5, dtype=torch.float64) @ torch.randn(5, 5, dtype=torch.float64) + 3
+        ),
+        (5,),
+        identity_at_init=False,
+    ),
+    Case("whitening-singular-then-couplings", _whitened_flow, (5,), identity_at_init=False),
+]
+CASES += WHITENING_CASES
 CONDITIONAL = [c for c in CASES if c.conditional]
 LEARNABLE = [c for c in CASES if c.identity_at_init]
 

@@ -90,7 +90,9 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     fit.add_argument("--seed", type=_seed_arg, default=0, help=f"random seed (0..{MAX_SEED})")
     fit.add_argument("--out", type=_directory, default=Path("flowkit-out"))
     fit.add_argument("--no-progress", action="store_true")
-    return parser, {"demo": demo, "fit": fit}
+    from pyro_flowkit.app import sts
+
+    return parser, {"demo": demo, "fit": fit, "sts": sts.add_parser(sub)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         jobs.demo(args.out, quick=args.quick, progress=not args.no_progress, toy=args.toy)
         return 0
+    if args.command == "sts":
+        from pyro_flowkit.app import sts
+
+        return sts.run(args)
     if args.model == "glow" and args.data != "digits":  # as demo.build_flow refuses it
         commands["fit"].error(
             f"argument --data: glow models images, use it on digits, got {args.data!r}"

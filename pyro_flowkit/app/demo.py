@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit import data, flows, metrics
-from pyro_flowkit.app import langevin_demo, mixture_demo, vae_demo
+from pyro_flowkit.app import langevin_demo, mixture_demo, sts, vae_demo
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import Logit, set_logdet
@@ -222,6 +222,7 @@ def demo(
         "mala_logistic_regression": mala,
         "gmm_pinwheel": gmm,
         "vae_digits": vaes,
+        "sts": sts.demo_step(out, quick),
         "quick": quick,
     }
     _print_report(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,7 +52,7 @@ def plot_density_2d(
     left.scatter(*data.cpu().numpy().T, s=1, alpha=0.4)
     left.set(xlim=extent[:2], ylim=extent[2:], title="data", aspect="equal")
     right.imshow(density, origin="lower", extent=extent, cmap="viridis")
-    right.set(title=title or "model density")
+    _title(right, title or "model density")
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -59,14 +60,29 @@ def plot_density_2d(
 
 
 def plot_image_grids(
-    grids: Sequence[tuple[str, Tensor]], path: str | Path, *, ncol: int = 8, vmax: float = 1.0
+    grids: Sequence[tuple[str, Tensor]],
+    path: str | Path,
+    *,
+    ncol: int = 8,
+    vmax: float = 1.0,
+    panels_per_row: int = 3,
 ) -> Path:
-    """Save one panel per ``(title, images)`` pair; images are ``(n, 1, H, W)`` or ``(n, H, W)``."""
+    """Save one panel per ``(title, images)`` pair (images ``(n, 1, H, W)`` or ``(n, H, W)``, tiled
+    ``ncol`` to a row), at most ``panels_per_row`` panels side by side."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.2 * len(grids), 2.1), squeeze=False)
-    for ax, (title, images) in zip(axes[0], grids, strict=True):
-        ax.imshow(_tile(images.detach().cpu(), ncol).numpy(), cmap="gray", vmin=0, vmax=vmax)
-        ax.set(title=title, xticks=[], yticks=[])
+    tiles = [_tile(images.detach().cpu(), ncol) for _, images in grids]
+    cols = min(panels_per_row, len(grids))
+    rows = -(-len(grids) // cols)
+    aspect = max(t.shape[0] / t.shape[1] for t in tiles)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.4 * cols, (3.4 * aspect + 0.5) * rows), squeeze=False
+    )
+    for ax in axes.ravel()[len(grids) :]:
+        ax.axis("off")
+    for ax, (title, _), tile in zip(axes.ravel(), grids, tiles, strict=False):
+        ax.imshow(tile.numpy(), cmap="gray", vmin=0, vmax=vmax)
+        ax.set(xticks=[], yticks=[])
+        _title(ax, title)
     return _save(fig, plt, path)
 
 
@@ -78,7 +94,8 @@ def plot_samples_2d(
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
     for ax, (title, points) in zip(axes[0], panels, strict=True):
         ax.scatter(*points.detach().cpu().numpy().T, s=2, alpha=0.5)
-        ax.set(title=title, xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
+        ax.set(xlim=(-limit, limit), ylim=(-limit, limit), aspect="equal")
+        _title(ax, title)
         ax.set_xticks([])
         ax.set_yticks([])
     return _save(fig, plt, path)
@@ -109,7 +126,8 @@ def plot_gaussian_mixture_2d(
             ax.add_patch(Ellipse(mu, width, height, angle=angle, fill=False, color="C3",
                                  lw=0.5 + 10 * w))  # fmt: skip
         ax.scatter(*means.detach().cpu().numpy().T, marker="x", color="C3")
-        ax.set(title=title, aspect="equal")
+        ax.set(aspect="equal")
+        _title(ax, title)
         ax.set_xticks([])
         ax.set_yticks([])
     return _save(fig, plt, path)
@@ -134,10 +152,16 @@ def _tile(images: Tensor, ncol: int) -> Tensor:
     return padded.reshape(nrow, ncol, h + 1, w + 1).permute(0, 2, 1, 3).reshape(nrow * (h + 1), -1)
 
 
+def _title(ax: object, title: str, width: int = 34) -> None:
+    """A panel title wrapped to ``width`` characters, so that neighbours do not overlap."""
+    ax.set_title("\n".join(textwrap.wrap(title, width)) if title else "")
+
+
 def _save(fig: object, plt: object, path: str | Path) -> Path:
+    """Save with every title and label inside the picture (``bbox_inches="tight"``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight", pad_inches=0.1)
     plt.close(fig)
     return path

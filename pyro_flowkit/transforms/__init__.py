@@ -38,6 +38,7 @@ from pyro_flowkit.transforms.residual import (
 from pyro_flowkit.transforms.scaling import ConditionalScaling, Scaling
 from pyro_flowkit.transforms.split_prior import ConditionalSplitPrior, SplitPrior
 from pyro_flowkit.transforms.squeeze import Squeeze, squeeze, unsqueeze
+from pyro_flowkit.transforms.whitening import Whitening
 
 __all__ = [
     "ActNorm",
@@ -66,6 +67,7 @@ __all__ = [
     "Squeeze",
     "SqueezeBlock",
     "VectorPartition",
+    "Whitening",
     "alternating_mask",
     "as_event_shape",
     "channel_mask",
