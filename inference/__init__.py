@@ -1,4 +1,5 @@
-"""Inference algorithms that plug into Pyro, installed as ``pyro_flowkit.inference``."""
+"""Inference algorithms that plug into Pyro (Langevin, EM, EBM training, Wasserstein critics and
+WGAN training, the training loop), installed as ``pyro_flowkit.inference``."""
 
 if __name__ != "pyro_flowkit.inference":  # e.g. `import inference` from the repository's root
     raise ImportError(
@@ -26,6 +27,19 @@ from pyro_flowkit.inference.langevin import (
 from pyro_flowkit.inference.langevin_kernels import MALA, SGLD, ULA, polynomial_decay
 from pyro_flowkit.inference.sampling import sample_langevin
 from pyro_flowkit.inference.training import History, StepInfo, Trainer, minibatches, train
+from pyro_flowkit.inference.wasserstein import (
+    CriticEstimate,
+    GradientPenalty,
+    LipschitzConstraint,
+    MaxMin,
+    SpectralNormalization,
+    WeightClipping,
+    WGANResult,
+    critic_gradient_norms,
+    critic_mlp,
+    train_wgan,
+    wasserstein1,
+)
 
 __all__ = [
     "MALA",
@@ -55,6 +69,17 @@ __all__ = [
     "train",
     "train_ebm",
     "ula_step",
+    "CriticEstimate",
+    "GradientPenalty",
+    "LipschitzConstraint",
+    "MaxMin",
+    "SpectralNormalization",
+    "WGANResult",
+    "WeightClipping",
+    "critic_gradient_norms",
+    "critic_mlp",
+    "train_wgan",
+    "wasserstein1",
 ]
 
 # Deprecated: ArviZ conversion lives in pyro_flowkit.diagnostics (from_chains, from_guide).

@@ -5,10 +5,10 @@ The layers, each importing only from those before it:
 1. the flows and their parts: :mod:`~pyro_flowkit.transforms` (bijections), :mod:`~pyro_flowkit.nn`
    (conditioner networks), :mod:`~pyro_flowkit.flows` (builders, one module per paper),
    :mod:`~pyro_flowkit.guides` (flows as variational guides), :mod:`~pyro_flowkit.diagnostics`,
-   :mod:`~pyro_flowkit.data`, :mod:`~pyro_flowkit.metrics`, :mod:`~pyro_flowkit.text`
-   (STS-benchmark, sentence encoders, STS scoring);
+   :mod:`~pyro_flowkit.data`, :mod:`~pyro_flowkit.metrics`, :mod:`~pyro_flowkit.ot` (exact optimal
+   transport), :mod:`~pyro_flowkit.text` (STS-benchmark, sentence encoders, STS scoring);
 2. :mod:`pyro_flowkit.inference`: inference algorithms that plug into Pyro (Langevin kernels, EM,
-   EBM training, the training loop);
+   EBM training, Wasserstein critics and WGAN training, the training loop);
 3. :mod:`pyro_flowkit.models`: Pyro models (VAE, f-VAE, mixtures, energy models);
 4. ``pyro_flowkit.app``: the ``flowkit`` command line and its demos.
 
@@ -29,6 +29,7 @@ from pyro_flowkit import (
     guides,
     metrics,
     nn,
+    ot,
     text,
     transforms,
     validation,
@@ -50,6 +51,7 @@ __all__ = [
     "metrics",
     "models",
     "nn",
+    "ot",
     "text",
     "transforms",
     "validation",

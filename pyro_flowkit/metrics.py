@@ -1,4 +1,4 @@
-"""Likelihood metrics."""
+"""Likelihood and sample metrics (exact W1 by optimal transport is :mod:`pyro_flowkit.ot`'s)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from pyro_flowkit.ot import wasserstein_exact
 from pyro_flowkit.validation import check_count
 
-__all__ = ["bits_per_dim", "dequantized_bits_per_dim", "mmd", "uniform_bits_per_dim"]
+__all__ = [
+    "bits_per_dim",
+    "dequantized_bits_per_dim",
+    "mmd",
+    "uniform_bits_per_dim",
+    "wasserstein_exact",
+]
 
 
 def bits_per_dim(log_prob: Tensor | float, num_dims: int, num_levels: int) -> Tensor:

@@ -86,6 +86,14 @@ def _check_block(index: int, ns: dict) -> None:
             torch.allclose(ns["w_mean"], torch.tensor([1.0, -2.0, 0.5]), atol=0.05)
             and dict(ns["w_idata"].posterior.sizes)["chain"] == 16
         ),
+        lambda: (
+            abs(ns["primal"] - ns["dual"]) < 1e-8
+            and 4.5 < ns["spectral"].estimate < 5.5
+            and ns["spectral"].max_grad_norm <= 1.001
+            and ns["clipped"].estimate < 0.5
+            and len(ns["fit"].history) == 30
+            and ns["test_nll"] < 10
+        ),
     ]
     assert len(checks) == len(BLOCKS), "every README block needs its check here"
     assert checks[index](), f"README block {index} does not show what it says"
