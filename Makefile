@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-bench $(VENV)/.installed-text
 	$(BIN)/python benchmarks/training.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/sts.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/wasserstein.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/glove.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

@@ -14,6 +14,7 @@ from pyro_flowkit.models.bernoulli_mixture import BernoulliMixture
 from pyro_flowkit.models.energy import EnergyModel, energy_mlp
 from pyro_flowkit.models.fvae import FVAE
 from pyro_flowkit.models.gaussian_mixture import GaussianMixture
+from pyro_flowkit.models.glove import SimplerGloVe
 from pyro_flowkit.models.kmeans import KMeans, kmeans_plusplus
 from pyro_flowkit.models.plsa import PLSA
 from pyro_flowkit.models.vae import VAE
@@ -26,6 +27,7 @@ __all__ = [
     "EnergyModel",
     "GaussianMixture",
     "KMeans",
+    "SimplerGloVe",
     "energy_mlp",
     "kmeans_plusplus",
 ]

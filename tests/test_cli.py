@@ -65,6 +65,7 @@ def test_quick_demo(tmp_path):
     assert vaes["fvae"]["test_bits_per_dim"] < report["digits"]["uniform_bits_per_dim"]
     for name in ("ebm_8gaussians.png", "mala_trace.png", "gmm_pinwheel.png", "vae_samples.png"):
         assert (tmp_path / name).exists()
+    assert len(report["glove"]["neighbours"]) > 0 and (tmp_path / "glove.pt").exists()
     wgan = report["wgan_8gaussians"]  # the WGAN-trained flow: worse likelihood, farther samples
     assert wgan["ml"]["test_nll"] < wgan["wgan"]["test_nll"]
     assert wgan["data"]["mmd"] < wgan["wgan"]["mmd"]

@@ -77,6 +77,12 @@ def _check_block(index: int, ns: dict) -> None:
             and ns["pca_rho"] > ns["raw_rho"]
         ),
         lambda: (
+            abs(ns["fitted"] - ns["observed"]) < 0.5
+            and len(ns["neighbours"]) == 5
+            and "dog" not in ns["neighbours"]
+            and ns["history"].metrics["cost"][-1] < ns["history"].metrics["cost"][0] / 5
+        ),
+        lambda: (
             len(ns["fit_history"]) == 200
             and ns["ema_nll"] != ns["live_nll"]
             and ns["shift_and_scale"].shape == (5, 2)

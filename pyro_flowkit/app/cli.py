@@ -90,9 +90,10 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     fit.add_argument("--seed", type=_seed_arg, default=0, help=f"random seed (0..{MAX_SEED})")
     fit.add_argument("--out", type=_directory, default=Path("flowkit-out"))
     fit.add_argument("--no-progress", action="store_true")
-    from pyro_flowkit.app import sts
+    from pyro_flowkit.app import glove, sts
 
-    return parser, {"demo": demo, "fit": fit, "sts": sts.add_parser(sub)}
+    commands = {"demo": demo, "fit": fit, "sts": sts.add_parser(sub)}
+    return parser, {**commands, "glove": glove.add_parser(sub)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pyro_flowkit.app import sts
 
         return sts.run(args)
+    if args.command == "glove":
+        from pyro_flowkit.app import glove
+
+        return glove.run(args)
     if args.model == "glow" and args.data != "digits":  # as demo.build_flow refuses it
         commands["fit"].error(
             f"argument --data: glow models images, use it on digits, got {args.data!r}"

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit import data, flows, metrics
+from pyro_flowkit.app import glove as glove_app
 from pyro_flowkit.app import langevin_demo, mixture_demo, sts, vae_demo, wgan_demo
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
@@ -183,8 +184,8 @@ def demo(
     """Fit RealNVP and an i-ResNet (residual flow) to a 2-D toy density and NICE, RealNVP and
     Glow to digits; train an energy-based model on ``8gaussians`` and sample a logistic-regression
     posterior with vectorised MALA chains; fit a Gaussian mixture to ``pinwheel`` by EM and by SVI;
-    fit VAEs and score STS-benchmark; train a RealNVP on ``8gaussians`` as a WGAN generator next
-    to maximum likelihood; report and save.
+    fit VAEs, score STS-benchmark and train simpler GloVe word vectors; train a RealNVP on
+    ``8gaussians`` as a WGAN generator next to maximum likelihood; report and save.
 
     Writes ``density_<toy>.png``, ``density_iresnet_<toy>.png``, ``digits_samples.png``,
     ``glow_samples.png`` (temperatures 1.0 and 0.7), ``ebm_8gaussians.png``, ``mala_trace.png``,
@@ -224,6 +225,7 @@ def demo(
         "gmm_pinwheel": gmm,
         "vae_digits": vaes,
         "sts": sts.demo_step(out, quick),
+        "glove": glove_app.demo_step(out, quick),
         # last: it seeds Pyro itself, so the steps above keep their numbers
         "wgan_8gaussians": wgan_demo.demo_step(out, quick, progress=progress),
         "quick": quick,
