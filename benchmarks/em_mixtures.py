@@ -19,15 +19,26 @@ inside ``threadpool_limits(1, user_api="blas")``: it calls BLAS on small matrice
 component, and with two OpenBLAS threads its time swings widely when anything else runs on the
 machine. Ours runs in float64 and in float32 (data and inits cast); sklearn computes in float64.
 
-K-means (Lloyd) on the two synthetic sets, float64: ``KMeans(K, init=centres)`` against
-``sklearn.cluster.KMeans(K, init=centres, n_init=1, algorithm="lloyd")`` from the same k-means++
-centres (``sklearn.cluster.kmeans_plusplus``, ``random_state=0``), ``max_iter=300``, ``tol=1e-4``.
+K-means (Lloyd), ``--suite kmeans`` (section ``em_kmeans``), on all three sets, float64 and
+float32 (scikit-learn computes in the data's dtype too), with 1 and with 2 threads for both
+libraries (``torch.set_num_threads`` and ``threadpool_limits``):
+
+* from the same start: ``KMeans(K, init=centres)`` against ``sklearn.cluster.KMeans(K,
+  init=centres, n_init=1, algorithm="lloyd")`` from the same k-means++ centres
+  (``sklearn.cluster.kmeans_plusplus``, ``random_state=0``), ``max_iter=300``, ``tol=1e-4``; each
+  also with ``max_iter=1``, which splits a fit into its fixed cost (checks, centring, the last
+  assignment pass) and its cost per further iteration;
+* from scratch, ``n_init=10`` k-means++ restarts each (each library its own seeding, seed 0):
+  ours runs the ten restarts side by side (one pass over the data serves them all), sklearn one
+  after another; also ours as ten separate ``n_init=1`` fits, to show what batching saves.
 
 Timing: wall time of ``fit``, the contenders alternating in one process in a rotating order
 (``residual_flows.alternate``), median over rounds (7; 5 for the 1M set). Threads: the libraries'
-defaults (torch's and OpenBLAS's / OpenMP's, as ``threadpoolctl`` reports them).
+defaults for the Gaussian mixtures (torch's and OpenBLAS's / OpenMP's, as ``threadpoolctl``
+reports them); set per table for K-means.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/em_mixtures.py [--quick] [--rounds N] [--results FILE]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/em_mixtures.py [--suite gmm|kmeans|all] [--quick]
+        [--rounds N] [--results FILE]
 """
 
 from __future__ import annotations
@@ -115,7 +126,7 @@ def datasets(quick: bool) -> list[Dataset]:
         Dataset(
             f"synthetic {n1:,} × 10", synthetic(n1, 10, 5), 5, rounds[0], True, ("full", "diag")
         ),
-        Dataset("digits PCA 1,797 × 10", digits_pca(), 10, rounds[0], False),
+        Dataset("digits PCA 1,797 × 10", digits_pca(), 10, rounds[0], True),
         Dataset(f"synthetic {n3:,} × 2", synthetic(n3, 2, 8), 8, rounds[1], True),
     ]
 
@@ -203,18 +214,55 @@ def gmm_case(data: Dataset, cov: str) -> dict[str, Fit]:
     return out
 
 
-def kmeans_case(data: Dataset) -> dict[str, Fit]:
+KM_THREADS = (1, 2)
+KM_RESTARTS = 10
+
+
+def sk_kmeans(x: Array, k: int, init: Array | str, n_init: int = 1, max_iter: int = KM_MAX_ITER,
+              seed: int | None = None) -> cluster.KMeans:  # fmt: skip
+    return cluster.KMeans(
+        k, init=init, n_init=n_init, max_iter=max_iter, tol=KM_TOL, algorithm="lloyd",
+        random_state=seed,
+    ).fit(x)  # fmt: skip
+
+
+def our_kmeans(x: torch.Tensor, k: int, init: torch.Tensor | str, n_init: int = 1,
+               max_iter: int = KM_MAX_ITER, seed: int | None = None) -> KMeans:  # fmt: skip
+    return KMeans(k, init=init, n_init=n_init, max_iter=max_iter, tol=KM_TOL, seed=seed).fit(x)
+
+
+def our_separate_restarts(x: torch.Tensor, k: int) -> KMeans:
+    """``KM_RESTARTS`` fits of ``n_init=1``, one after another; the best one."""
+    fits = [our_kmeans(x, k, "k-means++", seed=s) for s in range(KM_RESTARTS)]
+    return min(fits, key=lambda f: f.inertia_)
+
+
+def kmeans_case(data: Dataset, threads: int) -> dict[str, Fit]:
+    """Every K-means contender on ``data`` with ``threads`` threads for torch and sklearn."""
     centres = cluster.kmeans_plusplus(data.x, data.k, random_state=0)[0]
-    x64 = torch.from_numpy(data.x)
-    fits = {
-        "sklearn": lambda: cluster.KMeans(
-            data.k, init=centres, n_init=1, max_iter=KM_MAX_ITER, tol=KM_TOL, algorithm="lloyd"
-        ).fit(data.x),
-        "ours float64": lambda: KMeans(
-            data.k, init=torch.from_numpy(centres), n_init=1, max_iter=KM_MAX_ITER, tol=KM_TOL
-        ).fit(x64),
+    fits: dict[str, Callable[[], object]] = {}
+    for dtype in ("float64", "float32"):
+        x, c = data.x.astype(dtype), centres.astype(dtype)
+        xt, ct = torch.from_numpy(x), torch.from_numpy(c)
+        fits |= {
+            f"sklearn {dtype}": lambda x=x, c=c: sk_kmeans(x, data.k, c),
+            f"ours {dtype}": lambda xt=xt, ct=ct: our_kmeans(xt, data.k, ct),
+            f"sklearn {dtype} max_iter=1": lambda x=x, c=c: sk_kmeans(x, data.k, c, max_iter=1),
+            f"ours {dtype} max_iter=1": lambda xt=xt, ct=ct: our_kmeans(xt, data.k, ct, max_iter=1),
+        }  # fmt: skip
+    x, xt = data.x, torch.from_numpy(data.x)
+    fits |= {
+        "sklearn n_init=10": lambda: sk_kmeans(x, data.k, "k-means++", KM_RESTARTS, seed=0),
+        "ours n_init=10": lambda: our_kmeans(xt, data.k, "k-means++", KM_RESTARTS, seed=0),
+        "ours 10 × n_init=1": lambda: our_separate_restarts(xt, data.k),
     }
-    out = timed(fits, data.rounds)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            out = timed(fits, data.rounds)
+    finally:
+        torch.set_num_threads(previous)
     for f in out.values():
         f.n_iter, f.score = int(f.model.n_iter_), float(f.model.inertia_)
         f.converged = bool(getattr(f.model, "converged_", f.n_iter < KM_MAX_ITER))
@@ -269,27 +317,54 @@ def gmm_rows(data: Dataset, cov: str, fits: dict[str, Fit]) -> list[str]:
 
 
 KM_HEAD = (
-    "| data | contender | seconds: median (fastest–slowest) | × sklearn | ms per iteration "
-    "| iterations | inertia | rel. diff of inertia vs sklearn |\n" + "|---" * 8 + "|"
+    "| data | threads | dtype | contender | seconds: median (fastest–slowest) | × sklearn "
+    "| fit at `max_iter=1`, ms (× sklearn) | ms per further iteration (× sklearn) | iterations "
+    "| inertia | rel. diff of inertia vs sklearn float64 |\n" + "|---" * 11 + "|"
+)
+KM_INIT_HEAD = (
+    "| data | threads | contender | seconds: median (fastest–slowest) | × sklearn "
+    "| iterations of the best run | best inertia | rel. diff vs sklearn's |\n" + "|---" * 8 + "|"
 )
 
 
-def kmeans_rows(data: Dataset, fits: dict[str, Fit]) -> list[str]:
-    sk = fits["sklearn"]
-    rows = []
-    for name, f in fits.items():
-        ours = name != "sklearn"
+def kmeans_rows(data: Dataset, threads: int, fits: dict[str, Fit]) -> tuple[list[str], list[str]]:
+    """Rows of the same-start table and of the n_init table."""
+    ref = fits["sklearn float64"]
+    same = []
+    for dtype in ("float64", "float32"):
+        sk, sk1 = fits[f"sklearn {dtype}"], fits[f"sklearn {dtype} max_iter=1"]
+        sk_iter = (sk.seconds - sk1.seconds) / max(sk.n_iter - 1, 1)
+        for who in ("sklearn", "ours"):
+            f, f1 = fits[f"{who} {dtype}"], fits[f"{who} {dtype} max_iter=1"]
+            per_iter = (f.seconds - f1.seconds) / max(f.n_iter - 1, 1)
+            ours = who == "ours"
+            cells = [
+                f"{f.seconds / sk.seconds:.2f}" if ours else "",
+                f"{f1.seconds * 1e3:.2f}" + (f" ({f1.seconds / sk1.seconds:.2f})" if ours else ""),
+                f"{per_iter * 1e3:.3f}" + (f" ({per_iter / sk_iter:.2f})" if ours else ""),
+                f"{f.n_iter}" + ("" if f.converged else " (not converged)"),
+                f"{f.score:.9g}",
+                "" if f is ref else f"{rel(f.score, ref.score):.1e}",
+            ]
+            same.append(
+                f"| {data.name}, K = {data.k} | {threads} | {dtype} | {who} | {secs(f)} | "
+                + " | ".join(cells) + " |"
+            )  # fmt: skip
+    sk = fits["sklearn n_init=10"]
+    restarts = []
+    for name in ("sklearn n_init=10", "ours n_init=10", "ours 10 × n_init=1"):
+        f = fits[name]
         cells = [
-            f"{f.seconds / sk.seconds:.2f}" if ours else "",
-            f"{f.seconds / f.n_iter * 1e3:.2f}",
-            f"{f.n_iter}" + ("" if f.converged else " (not converged)"),
-            f"{f.score:.6g}",
-            f"{rel(f.score, sk.score):.1e}" if ours else "",
+            "" if f is sk else f"{f.seconds / sk.seconds:.2f}",
+            f"{f.n_iter}",
+            f"{f.score:.9g}",
+            "" if f is sk else f"{(f.score - sk.score) / sk.score:+.1e}",
         ]
-        rows.append(
-            f"| {data.name}, K = {data.k} | {name} | {secs(f)} | " + " | ".join(cells) + " |"
-        )
-    return rows
+        restarts.append(
+            f"| {data.name}, K = {data.k} | {threads} | {name} | {secs(f)} | "
+            + " | ".join(cells) + " |"
+        )  # fmt: skip
+    return same, restarts
 
 
 def disagreements(label: str, fits: dict[str, Fit]) -> list[str]:
@@ -345,9 +420,8 @@ def reading_guidance(rounds: str, problems: list[str]) -> str:
         "anything else runs on the machine (compare the load averages). lower_bound_: the mean",
         "log-likelihood of the last E-step; score(X): the mean log-likelihood under the fitted",
         "parameters. Float32: our fit on data and inits cast to float32 (sklearn computes in",
-        "float64); its last column is its relative difference from our float64 fit. K-means",
-        "(Lloyd) starts both from the same k-means++ centres, `max_iter=300`, `tol=1e-4`;",
-        "sklearn's `fit` includes centring a copy of the data.",
+        "float64); its last column is its relative difference from our float64 fit. K-means:",
+        "the section after this one (`--suite kmeans`).",
     ]
     text = " ".join(parts)
     if problems:
@@ -355,10 +429,16 @@ def reading_guidance(rounds: str, problems: list[str]) -> str:
     return text
 
 
-def run(args: argparse.Namespace) -> str:
+def rounds_text(args: argparse.Namespace) -> str:
+    if args.quick or args.rounds:
+        return str(args.rounds or 2)
+    return f"{ROUNDS[0]} ({ROUNDS[1]} for the 1M set)"
+
+
+def gmm_suite(args: argparse.Namespace) -> str:
     start, load = time.time(), os.getloadavg()[0]
     warm_up()
-    gmm_lines, km_lines, problems = [GMM_HEAD], [KM_HEAD], []
+    gmm_lines, problems = [GMM_HEAD], []
     for data in datasets(args.quick):
         if args.rounds:
             data.rounds = args.rounds
@@ -367,26 +447,51 @@ def run(args: argparse.Namespace) -> str:
             gmm_lines += gmm_rows(data, cov, fits)
             problems += disagreements(f"{data.name}, {cov}", fits)
             print("\n".join(gmm_lines[-4:]), flush=True)
-        if data.kmeans:
-            km_lines += kmeans_rows(data, kmeans_case(data))
-            print("\n".join(km_lines[-2:]), flush=True)
-    rounds = f"{ROUNDS[0]} ({ROUNDS[1]} for the 1M set)"
-    if args.quick or args.rounds:
-        rounds = str(args.rounds or 2)
     text = (
         "## EM for mixtures against scikit-learn (`benchmarks/em_mixtures.py`)\n\n"
-        + reading_guidance(rounds, problems)
+        + reading_guidance(rounds_text(args), problems)
         + f"\n\nThreads: {thread_summary()}. Load average (1 min) at the start and end: "
         + f"{load:.2f}, {os.getloadavg()[0]:.2f}.\n\n### Gaussian mixtures\n\n"
         + "\n".join(gmm_lines)
-        + "\n\n### K-means (Lloyd)\n\n"
-        + "\n".join(km_lines)
     )
-    return text + footer(command(args), start)
+    return text + footer(command(args, "gmm"), start)
 
 
-def command(args: argparse.Namespace) -> str:
+def kmeans_suite(args: argparse.Namespace) -> str:
+    start, load = time.time(), os.getloadavg()[0]
+    warm_up()
+    same, restarts = [KM_HEAD], [KM_INIT_HEAD]
+    for data in datasets(args.quick):
+        if args.rounds:
+            data.rounds = args.rounds
+        for threads in KM_THREADS:
+            rows = kmeans_rows(data, threads, kmeans_case(data, threads))
+            same += rows[0]
+            restarts += rows[1]
+            print("\n".join(rows[0] + rows[1]), flush=True)
+    text = (
+        "### K-means (Lloyd) against scikit-learn (`benchmarks/em_mixtures.py --suite kmeans`)"
+        f"\n\nSeconds: wall time of `fit`, median of {rounds_text(args)} rounds in which the "
+        "contenders take turns in a rotating order, in one process, with the threads given "
+        "for both libraries (torch's intra-op threads, sklearn's OpenMP and BLAS through "
+        "`threadpool_limits`). Both compute in the data's dtype. From the same start: "
+        "sklearn's k-means++ centres (`random_state=0`), `n_init=1`, `max_iter=300`, "
+        "`tol=1e-4`; fit at `max_iter=1`: the fixed cost of a fit (input checks, centring a "
+        "copy, the final assignment and inertia passes) plus one iteration; ms per further "
+        "iteration: (seconds - seconds at `max_iter=1`) / (iterations - 1). Below 1 we are "
+        f"faster. From scratch: {KM_RESTARTS} k-means++ restarts, each library seeding its "
+        "own (seed 0), best inertia kept; ours runs the restarts side by side, sklearn one "
+        f"after another; ours {KM_RESTARTS} × `n_init=1`: the same work one restart at a "
+        f"time.\n\nLoad average (1 min) at the start and end: {load:.2f}, "
+        f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(same) + "\n\n" + "\n".join(restarts)
+    )
+    return text + footer(command(args, "kmeans"), start)
+
+
+def command(args: argparse.Namespace, suite: str) -> str:
     cmd = "OMP_WAIT_POLICY=PASSIVE python benchmarks/em_mixtures.py"
+    if args.suite != "all":
+        cmd += f" --suite {suite}"
     if args.quick:
         cmd += " --quick"
     if args.rounds:
@@ -396,16 +501,20 @@ def command(args: argparse.Namespace) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suite", choices=["gmm", "kmeans", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="smaller data, 2 rounds")
     parser.add_argument("--rounds", type=int, help="timed rounds for every dataset (7; 5 at 1M)")
-    parser.add_argument("--results", type=Path, help="update this markdown file's section")
+    parser.add_argument("--results", type=Path, help="update this markdown file's sections")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)  # reported in the tables instead
     warnings.simplefilter("ignore", OurConvergenceWarning)
-    text = run(args)
-    print(text, flush=True)
-    if args.results:
-        write_results(args.results, text, "em_mixtures")
+    # sections em_mixtures (Gaussian mixtures) and em_kmeans
+    runners = {"gmm": gmm_suite, "kmeans": kmeans_suite}
+    for suite in runners if args.suite == "all" else [args.suite]:
+        text = runners[suite](args)
+        print(text, flush=True)
+        if args.results:
+            write_results(args.results, text, "em_mixtures" if suite == "gmm" else "em_kmeans")
 
 
 if __name__ == "__main__":

@@ -20,13 +20,25 @@ ESS: ArviZ's bulk ESS (rank-normalised, split chains) of the slowest coordinate.
 sampler's wall time, warm-up and step-size searches included (ArviZ's diagnostics excluded).
 
 ``--suite overhead`` (section ``langevin_overhead``): seconds per step of ``ula_step`` and
-``mala_step`` (per-chain step sizes and diagonal masses, as ``sample_langevin`` calls them) and of
-the whole ``sample_langevin`` loop, against a bare loop that only evaluates the potential and its
-gradient on the same batch, and the cost of drawing one step's noise alone; in float64 and
-float32; the contenders alternate in rounds in one process; medians. Also the ATen operations each
-step dispatches.
+``mala_step`` (per-chain step sizes and diagonal masses, their scales computed once, as
+``sample_langevin`` calls them), of ``mala_step`` with its noise drawn in float32
+(``noise_dtype``), of the whole ``sample_langevin`` loop (eager, and with ``compile=True``),
+against a bare loop that only evaluates the potential and its gradient on the same batch, and the
+cost of drawing one step's noise alone; in float64 and float32; the contenders alternate in rounds
+in one process; medians. Also the ATen operations each step dispatches.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/langevin.py [--suite ess|overhead|all]
+``--suite model`` (section ``langevin_model``): the cost of one potential-and-gradient call for
+64 chains of a Pyro model through ``ModelPotential`` (one ``torch.func.vmap`` pass; and its loop
+over chains, Pyro's per-point potential) against a hand-written vectorised potential of the same
+posterior, on eight schools (centred, 10-D) and the logistic regression (31-D).
+
+``--suite kernels`` (section ``langevin_kernels``): our ``MALA`` and ``ULA`` kernels against
+Pyro's ``HMC`` with one leapfrog step (``num_steps=1``; the same step size, adaptation off in all
+three), each through ``pyro.infer.MCMC`` on the same Pyro models (the banana and the logistic
+regression written with ``pyro.sample``), one chain; seconds per MCMC step, medians of rounds in
+which the kernels alternate.
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/langevin.py [--suite ess|overhead|model|kernels|all]
         [--chains 64] [--warmup 4000] [--draws 4000] [--rounds 20] [--results FILE] [--quick]
 """
 
@@ -43,16 +55,19 @@ from pathlib import Path
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from digits_flows import footer, run_suites
-from pyro.infer import MCMC, NUTS
+from pyro.infer import HMC, MCMC, NUTS
 from residual_flows import alternate
 from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pyro_flowkit.diagnostics import import_arviz
-from pyro_flowkit.inference import MALA, init_state, mala_step, sample_langevin, ula_step
+from pyro_flowkit.inference import MALA, ULA, init_state, mala_step, sample_langevin, ula_step
+from pyro_flowkit.inference.langevin import potential_and_grad, step_scales
+from pyro_flowkit.inference.potential import ModelPotential
 
 az = import_arviz()
 
@@ -369,6 +384,7 @@ class Overhead:
     chains: int
     per_step: dict[str, float]
     ops: dict[str, Counter[str]]
+    compile_seconds: float
 
 
 def overhead(t: Target, chains: int, rounds: int, block: int, sl_steps: int) -> Overhead:
@@ -381,8 +397,9 @@ def overhead(t: Target, chains: int, rounds: int, block: int, sl_steps: int) -> 
     x = samples[:, -1].contiguous()
     h = stats["step_size"][:, -1].contiguous()
     inverse_mass = samples.var(1) + 1e-3
+    scales = step_scales(h, inverse_mass, x)  # what sample_langevin passes once h is fixed
     potential = t.potential
-    states = {"ula": init_state(potential, x), "mala": init_state(potential, x)}
+    states = {key: init_state(potential, x) for key in ("ula", "mala", "mala32")}
 
     def bare_step() -> None:
         y = x.detach().requires_grad_()
@@ -397,20 +414,23 @@ def overhead(t: Target, chains: int, rounds: int, block: int, sl_steps: int) -> 
         for _ in range(block):
             torch.randn_like(x)
 
-    def stepper(step: Callable, key: str) -> Callable[[], None]:
+    def stepper(step: Callable, key: str, **kw: object) -> Callable[[], None]:
         def run() -> None:
             state = states[key]
             for _ in range(block):
-                state, _ = step(state, potential, h, inverse_mass=inverse_mass)
+                state, _ = step(state, potential, scales, **kw)
             states[key] = state
 
         return run
 
-    def draws_only() -> None:
-        sample_langevin(
-            potential, x, sl_steps, step_size=float(h.median()), inverse_mass=inverse_mass,
-            progress=False,
-        )  # fmt: skip
+    def draws(compile: bool = False) -> Callable[[], None]:
+        def run() -> None:
+            sample_langevin(
+                potential, x, sl_steps, step_size=float(h.median()), inverse_mass=inverse_mass,
+                compile=compile, progress=False,
+            )  # fmt: skip
+
+        return run
 
     def full() -> None:
         sample_langevin(
@@ -423,23 +443,32 @@ def overhead(t: Target, chains: int, rounds: int, block: int, sl_steps: int) -> 
         "noise": noise,
         "ula": stepper(ula_step, "ula"),
         "mala": stepper(mala_step, "mala"),
-        "draws": draws_only,
+        "mala32": stepper(mala_step, "mala32", noise_dtype=torch.float32),
+        "draws": draws(),
+        "compiled": draws(compile=True),
         "full": full,
     }
+    start = time.perf_counter()
+    fns["compiled"]()  # the compilation, outside the timings (also warms up the rest)
+    compile_seconds = time.perf_counter() - start
     # same batch-free calls each round, in rotating order, one warm-up round
     calls = {name: (lambda _batch, fn=fn: fn()) for name, fn in fns.items()}
     seconds = alternate(calls, itertools.repeat(None), rounds, warmup=1)
-    per_step = {k: v / (sl_steps if k in ("draws", "full") else block) for k, v in seconds.items()}
+    long = ("draws", "compiled", "full")
+    per_step = {k: v / (sl_steps if k in long else block) for k, v in seconds.items()}
     ops = {}
     for key, one in (
         ("bare", bare_step),
-        ("ula", lambda: ula_step(states["ula"], potential, h, inverse_mass=inverse_mass)),
-        ("mala", lambda: mala_step(states["mala"], potential, h, inverse_mass=inverse_mass)),
+        ("ula", lambda: ula_step(states["ula"], potential, scales)),
+        ("mala", lambda: mala_step(states["mala"], potential, scales)),
     ):
         with CountOps() as counter:
             one()
         ops[key] = counter.ops
-    return Overhead(t, chains, per_step, ops)
+    return Overhead(t, chains, per_step, ops, compile_seconds)
+
+
+COLUMNS = ("ula", "mala", "mala32", "draws", "compiled", "full")
 
 
 def overhead_suite(args: argparse.Namespace) -> str:
@@ -447,21 +476,25 @@ def overhead_suite(args: argparse.Namespace) -> str:
     block, sl_steps = (5, 100) if args.quick else (50, 600)
     head = (
         "| target | dtype | chains | bare µs/step | `randn_like` alone µs | `ula_step` µs (× bare) "
-        "| `mala_step` µs (× bare) | `sample_langevin` draws µs (× bare) | `sample_langevin` "
-        f"{sl_steps // 2} + {sl_steps // 2} µs (× bare) | ATen ops per step: bare / ULA / MALA |"
+        "| `mala_step` µs (× bare) | `mala_step`, float32 noise µs (× bare) "
+        "| `sample_langevin` draws µs (× bare) | compiled draws µs (× bare) "
+        f"| `sample_langevin` {sl_steps // 2} + {sl_steps // 2} µs (× bare) "
+        "| × (bare + noise): `mala_step` / draws | compile s | ATen ops per step: bare / ULA / "
+        "MALA |"
     )
-    lines = [head, "|---" * 10 + "|"]
+    lines = [head, "|---" * 14 + "|"]
     results = []
     for dtype in (torch.float64, torch.float32):
         for t in targets(dtype):
             chains = min(t.overhead_chains, 64) if args.quick else t.overhead_chains
             o = overhead(t, chains, args.rounds, block, sl_steps)
             results.append(o)
-            bare = o.per_step["bare"]
+            bare, floor = o.per_step["bare"], o.per_step["bare"] + o.per_step["noise"]
             cells = [f"{bare * 1e6:.0f}", f"{o.per_step['noise'] * 1e6:.0f}"] + [
-                f"{o.per_step[k] * 1e6:.0f} ({o.per_step[k] / bare:.2f})"
-                for k in ("ula", "mala", "draws", "full")
+                f"{o.per_step[k] * 1e6:.0f} ({o.per_step[k] / bare:.2f})" for k in COLUMNS
             ]
+            cells.append(f"{o.per_step['mala'] / floor:.2f} / {o.per_step['draws'] / floor:.2f}")
+            cells.append(f"{o.compile_seconds:.1f}")
             ops = " / ".join(str(sum(o.ops[k].values())) for k in ("bare", "ula", "mala"))
             name = str(dtype).removeprefix("torch.")
             lines.append(f"| {t.name} | {name} | {chains} | " + " | ".join(cells) + f" | {ops} |")
@@ -475,17 +508,217 @@ def overhead_suite(args: argparse.Namespace) -> str:
         f"{args.rounds} rounds in which the contenders take turns (blocks of {block} steps; "
         f"`sample_langevin` timed per call and divided by its steps). Bare: `x.requires_grad_(); "
         "u = potential(x); autograd.grad(u.sum(), x)` on the same batch. `ula_step` / "
-        "`mala_step`: per-chain step sizes and diagonal inverse masses, as `sample_langevin` "
-        f"passes them. `sample_langevin` draws: {sl_steps} draws without warm-up (recording "
-        f"included); {sl_steps // 2} + {sl_steps // 2}: warm-up with step-size searches, dual "
-        "averaging and mass windows, then draws. ATen ops: operations dispatched by one step, "
-        "forward and backward, views included. `randn_like` alone: drawing one step's noise, "
-        "which the bare loop does not need. The ESS suite runs in float64.\n\n"
+        "`mala_step`: per-chain step sizes and diagonal inverse masses, their scales computed "
+        "once (`step_scales`), as `sample_langevin` passes them after warm-up; float32 noise: "
+        "`noise_dtype=torch.float32`. `sample_langevin` draws: "
+        f"{sl_steps} draws without warm-up (recording included); compiled: the same with "
+        "`compile=True` (potential, gradient and step arithmetic in one `torch.compile` graph; "
+        "compile s: the first call, outside the timings); "
+        f"{sl_steps // 2} + {sl_steps // 2}: warm-up with step-size searches, dual "
+        "averaging and mass windows, then draws. × (bare + noise): against the bare step plus "
+        "`randn_like`, the least a Langevin step can cost. ATen ops: operations dispatched by "
+        "one step, forward and backward, views included. The ESS suite runs in float64.\n\n"
         + "\n".join(lines)
         + f"\n\nThe {sum(extra.values())} operations `mala_step` adds to the bare loop on the "
         f"{worst.target.name} (by name): {breakdown}."
     )
     return text + footer(command(args, "overhead"), start)
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels suite: our MALA / ULA kernels against Pyro's HMC with one leapfrog step
+
+
+def banana_model() -> None:
+    x1 = pyro.sample("x1", dist.Normal(0.0, BANANA_A))
+    pyro.sample("x2", dist.Normal(BANANA_B * (x1.square() - BANANA_A**2), 1.0))
+
+
+def logistic_model(design: Tensor, labels: Tensor) -> None:
+    w = pyro.sample("w", dist.Normal(0.0, 1.0).expand([design.shape[1]]).to_event(1))
+    with pyro.plate("data", len(labels)):
+        pyro.sample("y", dist.Bernoulli(logits=design @ w), obs=labels)
+
+
+def kernel_models() -> list[tuple[str, Callable, tuple, float]]:
+    """(name, model, args, HMC's leapfrog step size) of the kernels suite, float64."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    features = torch.tensor(data.data, dtype=torch.float64)
+    features = (features - features.mean(0)) / features.std(0)
+    design = torch.cat([torch.ones(len(features), 1, dtype=torch.float64), features], 1)
+    labels = torch.tensor(data.target, dtype=torch.float64)
+    return [
+        ("2-D banana", banana_model, (), 0.6),
+        ("logistic regression, 31-D", logistic_model, (design, labels), 0.04),
+    ]
+
+
+SCHOOLS_Y = (28.0, 8.0, -3.0, 7.0, -1.0, 1.0, 18.0, 12.0)
+SCHOOLS_SIGMA = (15.0, 10.0, 16.0, 11.0, 9.0, 11.0, 10.0, 18.0)
+
+
+def schools_model(y: Tensor, sigma: Tensor) -> None:
+    mu = pyro.sample("mu", dist.Normal(0.0, 5.0))
+    tau = pyro.sample("tau", dist.HalfCauchy(5.0))
+    with pyro.plate("schools", len(y)):
+        theta = pyro.sample("theta", dist.Normal(mu, tau))
+        pyro.sample("obs", dist.Normal(theta, sigma), obs=y)
+
+
+def schools_potential(y: Tensor, sigma: Tensor) -> Callable[[Tensor], Tensor]:
+    """The same posterior by hand, over (mu, log tau, theta): (chains, 10) -> (chains,)."""
+
+    def potential(x: Tensor) -> Tensor:
+        mu, log_tau, theta = x[:, 0], x[:, 1], x[:, 2:]
+        tau = log_tau.exp()
+        log_joint = (
+            dist.Normal(0.0, 5.0).log_prob(mu)
+            + dist.HalfCauchy(5.0).log_prob(tau)
+            + log_tau
+            + dist.Normal(mu[:, None], tau[:, None]).log_prob(theta).sum(-1)
+            + dist.Normal(theta, sigma).log_prob(y).sum(-1)
+        )
+        return -log_joint
+
+    return potential
+
+
+def model_suite(args: argparse.Namespace) -> str:
+    start = time.time()
+    chains, rounds = 64, (3 if args.quick else args.rounds)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    head = (
+        "| model | D | hand-written vectorised µs | `ModelPotential` (vmap) µs (× hand) "
+        "| `ModelPotential`, loop over chains µs (× hand) "
+        "| U - hand-written U, spread over chains: vmap / loop |\n"
+        "|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    try:
+        y, sigma = torch.tensor(SCHOOLS_Y), torch.tensor(SCHOOLS_SIGMA)
+        logistic = logistic_regression(torch.float64)
+        _, model, model_args, _ = kernel_models()[1]
+        cases = [
+            ("eight schools (centred)", schools_model, (y, sigma), schools_potential(y, sigma)),
+            ("logistic regression", model, model_args, logistic.potential),
+        ]
+        for name, pyro_model, model_args, hand in cases:
+            pyro.set_rng_seed(0)
+            vmapped = ModelPotential(pyro_model, model_args, vectorize="vmap")
+            looped = ModelPotential(pyro_model, model_args, vectorize="loop")
+            x = vmapped.initial_points(chains)
+            calls = {
+                "hand": lambda _b, hand=hand, x=x: potential_and_grad(hand, x),
+                "vmap": lambda _b, pot=vmapped, x=x: potential_and_grad(pot, x),
+                "loop": lambda _b, pot=looped, x=x: potential_and_grad(pot, x),
+            }
+            seconds = alternate(calls, itertools.repeat(None), rounds, warmup=1)
+            reference = hand(x)
+            diffs = []  # the same function up to a constant (normalising constants)
+            for pot in (vmapped, looped):
+                diff = pot(x) - reference
+                diffs.append((diff.max() - diff.min()).item())
+            h = seconds["hand"]
+            lines.append(
+                f"| {name} | {vmapped.dim} | {h * 1e6:.0f} | {seconds['vmap'] * 1e6:.0f} "
+                f"({seconds['vmap'] / h:.1f}) | {seconds['loop'] * 1e6:.0f} "
+                f"({seconds['loop'] / h:.0f}) | {diffs[0]:.1e} / {diffs[1]:.1e} |"
+            )
+            print(lines[-1], flush=True)
+    finally:
+        torch.set_default_dtype(previous)
+    text = (
+        "### A Pyro model as `sample_langevin`'s potential (`--suite model`)\n\n"
+        f"One potential-and-gradient call (`potential_and_grad`) for {chains} chains at Pyro's "
+        f"initial points, float64, median of {rounds} rounds in which the three alternate. "
+        "`ModelPotential(model, args)`: the model's log joint over the unconstrained latent "
+        "vector with the transforms' log-Jacobians, vmapped over chains (the model traced once "
+        "per call, on batched tensors); its loop: Pyro's `initialize_model` potential, one chain "
+        "at a time (the fallback for models that cannot be vmapped); hand-written: the same "
+        "posterior as one vectorised function. The last column checks that all three are the "
+        "same function up to a constant (the hand-written logistic prior drops its normalising "
+        "constant).\n\n" + "\n".join(lines)
+    )
+    return text + footer(command(args, "model"), start)
+
+
+def _mcmc_run(
+    make: Callable, model_args: tuple, steps: int, label: str, accept: dict[str, float]
+) -> Callable[[None], None]:
+    """One MCMC run of ``steps`` steps of the kernel ``make()``; records its acceptance rate."""
+
+    def go(_batch: None) -> None:
+        pyro.set_rng_seed(0)
+        mcmc = MCMC(make(), num_samples=steps, warmup_steps=0, disable_progbar=True)
+        mcmc.run(*model_args)
+        rates = mcmc.diagnostics()["acceptance rate"]
+        accept[label] = float(next(iter(rates.values())))
+
+    return go
+
+
+def kernels_suite(args: argparse.Namespace) -> str:
+    start = time.time()
+    steps = 40 if args.quick else 500
+    rounds = 3 if args.quick else max(3, args.rounds // 2)
+    head = (
+        "| model | kernel | µs per MCMC step | × HMC (`num_steps=1`) | acceptance |\n"
+        "|---|---|---|---|---|"
+    )
+    lines = [head]
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for name, model, model_args, eps in kernel_models():
+            h = eps**2 / 2  # one leapfrog step of size eps is a Langevin move of step eps^2 / 2
+            kernels = {
+                "Pyro `HMC`, `num_steps=1`": lambda eps=eps, model=model: HMC(
+                    model,
+                    step_size=eps,
+                    num_steps=1,
+                    adapt_step_size=False,
+                    adapt_mass_matrix=False,
+                ),  # fmt: skip
+                "our `MALA`": lambda h=h, model=model: MALA(
+                    model, step_size=h, adapt_step_size=False, adapt_mass_matrix=False
+                ),
+                "our `ULA`": lambda h=h, model=model: ULA(
+                    model, step_size=h, adapt_step_size=False, adapt_mass_matrix=False
+                ),
+            }
+            accept: dict[str, float] = {}
+            calls = {
+                label: _mcmc_run(make, model_args, steps, label, accept)
+                for label, make in kernels.items()
+            }
+            seconds = alternate(calls, itertools.repeat(None), rounds, warmup=1)
+            hmc = seconds["Pyro `HMC`, `num_steps=1`"]
+            for label, sec in seconds.items():
+                lines.append(
+                    f"| {name} | {label} | {sec / steps * 1e6:.0f} | {sec / hmc:.2f} "
+                    f"| {accept[label]:.2f} |"
+                )
+                print(lines[-1], flush=True)
+    finally:
+        torch.set_default_dtype(previous)
+    text = (
+        "### Pyro kernels: our MALA and ULA against Pyro's HMC with one leapfrog step "
+        "(`--suite kernels`)\n\n"
+        f"One chain through `pyro.infer.MCMC` ({steps} steps, no warm-up, float64), the same "
+        "Pyro model for all three, adaptation off, HMC's leapfrog step ε and the Langevin step "
+        "h = ε²/2, which makes the two proposals the same distribution (so MALA's and HMC's "
+        "acceptance rates agree; ULA reports the rate MALA would have); microseconds per MCMC "
+        "step "
+        f"(the run's wall time over its steps, `MCMC`'s own bookkeeping included), median of "
+        f"{rounds} rounds in which the kernels alternate. HMC with one leapfrog step is MALA "
+        "in another parametrisation (one gradient per step, a Metropolis correction), so the "
+        "ratio is the cost of each library's step machinery around the same potential.\n\n"
+        + "\n".join(lines)
+    )
+    return text + footer(command(args, "kernels"), start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +744,9 @@ DEFAULTS = {"chains": (64, 8), "warmup": (4000, 100), "draws": (4000, 100), "rou
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", choices=["ess", "overhead", "all"], default="all")
+    parser.add_argument(
+        "--suite", choices=["ess", "overhead", "model", "kernels", "all"], default="all"
+    )
     parser.add_argument("--chains", type=int, help="chains of sample_langevin (64)")
     parser.add_argument("--warmup", type=int, help="warm-up steps of the MALA runs (4000)")
     parser.add_argument("--draws", type=int, help="draws of the MALA runs (4000)")
@@ -525,7 +760,13 @@ def main() -> None:
         if getattr(args, flag) is None:
             setattr(args, flag, quick if args.quick else full)
     torch.set_num_threads(args.threads)
-    run_suites(args, {"ess": ess_suite, "overhead": overhead_suite}, "langevin")
+    suites = {
+        "ess": ess_suite,
+        "overhead": overhead_suite,
+        "model": model_suite,
+        "kernels": kernels_suite,
+    }
+    run_suites(args, suites, "langevin")
 
 
 if __name__ == "__main__":

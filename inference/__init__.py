@@ -19,12 +19,15 @@ from pyro_flowkit.inference.ema import EMA
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
+    StepScales,
     init_state,
     mala_step,
     potential_and_grad,
+    step_scales,
     ula_step,
 )
 from pyro_flowkit.inference.langevin_kernels import MALA, SGLD, ULA, polynomial_decay
+from pyro_flowkit.inference.potential import ModelPotential
 from pyro_flowkit.inference.sampling import sample_langevin
 from pyro_flowkit.inference.training import History, StepInfo, Trainer, minibatches, train
 from pyro_flowkit.inference.wasserstein import (
@@ -69,6 +72,9 @@ __all__ = [
     "train",
     "train_ebm",
     "ula_step",
+    "ModelPotential",
+    "StepScales",
+    "step_scales",
     "CriticEstimate",
     "GradientPenalty",
     "LipschitzConstraint",

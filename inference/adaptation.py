@@ -54,19 +54,19 @@ class DualAveraging:
         self.t0, self.kappa, self.gamma = t0, kappa, gamma
         self.mu = step_size.log() + math.log(10.0)
         self.h_bar = torch.zeros_like(self.mu)
-        self.log_avg = step_size.log()
+        self.log_avg = step_size.log()  # a new tensor: updated in place
         self.t = 0
 
     def update(self, accept_prob: Tensor) -> Tensor:
-        """Record one step's acceptance probabilities and return the next step sizes."""
+        """Record one step's acceptance probabilities and return the next step sizes (six
+        tensor operations: the two averages are in-place ``lerp_``)."""
         self.t += 1
         eta = 1.0 / (self.t + self.t0)
-        accept_prob = torch.nan_to_num(accept_prob, nan=0.0)
-        self.h_bar = (1 - eta) * self.h_bar + eta * (self.target - accept_prob)
-        log_step = self.mu - math.sqrt(self.t) / self.gamma * self.h_bar
-        weight = self.t ** (-self.kappa)
-        self.log_avg = weight * log_step + (1 - weight) * self.log_avg
-        return log_step.exp()
+        gap = torch.nan_to_num(accept_prob, nan=0.0).neg_().add_(self.target)
+        self.h_bar.lerp_(gap, eta)  # (1 - eta) h_bar + eta (target - accept)
+        log_step = torch.add(self.mu, self.h_bar, alpha=-math.sqrt(self.t) / self.gamma)
+        self.log_avg.lerp_(log_step, self.t ** (-self.kappa))
+        return log_step.exp_()
 
     @property
     def final_step_size(self) -> Tensor:
@@ -123,11 +123,12 @@ class WarmupAdapter:
     """Adapts step sizes (and, optionally, diagonal inverse masses) over ``num_warmup`` steps.
 
     Starts from ``step_size`` for every chain of ``state``, searched with :func:`find_step_size`
-    first when there is warm-up to adapt in. Call :meth:`update` after every warm-up step with the
-    new state and the step's acceptance probabilities; read :attr:`step_size` and
-    :attr:`inverse_mass` for the next step. After the last warm-up step they hold the values to
-    sample with. A given ``inverse_mass`` (the fixed mass, or the start of mass adaptation) is
-    checked by :func:`~pyro_flowkit.inference.langevin.check_inverse_mass`.
+    first when there is warm-up to adapt in (``step_size=None``: searched from 1, always). Call
+    :meth:`update` after every warm-up step with the new state and the step's acceptance
+    probabilities; read :attr:`step_size` and :attr:`inverse_mass` for the next step. After the
+    last warm-up step they hold the values to sample with. A given ``inverse_mass`` (the fixed
+    mass, or the start of mass adaptation) is checked by
+    :func:`~pyro_flowkit.inference.langevin.check_inverse_mass`.
     """
 
     def __init__(
@@ -135,7 +136,7 @@ class WarmupAdapter:
         state: LangevinState,
         potential_fn: PotentialFn,
         num_warmup: int,
-        step_size: float,
+        step_size: float | None,
         target_accept_prob: float,
         *,
         adapt_step_size: bool = True,
@@ -147,8 +148,9 @@ class WarmupAdapter:
         self.target = target_accept_prob
         self.adapt_step_size = adapt_step_size
         self.inverse_mass = check_inverse_mass(inverse_mass, state.position)
-        h = torch.full_like(state.potential, float(step_size))
-        if num_warmup and adapt_step_size:
+        search = step_size is None or bool(num_warmup and adapt_step_size)
+        h = torch.full_like(state.potential, 1.0 if step_size is None else float(step_size))
+        if search:  # no step size given: searched from 1 even without warm-up
             h = _search_step_size(state, potential_fn, h, target_accept_prob, inverse_mass)
         self.step_size = h
         self.dual = DualAveraging(h, target_accept_prob)
@@ -159,8 +161,8 @@ class WarmupAdapter:
 
     def _reset_moments(self) -> None:
         self.count = 0
-        self.mean: Tensor | float = 0.0
-        self.m2: Tensor | float = 0.0
+        self.mean: Tensor | None = None
+        self.m2: Tensor | None = None
 
     def update(self, state: LangevinState, accept_prob: Tensor) -> None:
         """Adapt after warm-up step ``self.t`` (counting from 0)."""
@@ -176,10 +178,14 @@ class WarmupAdapter:
             self.step_size = self.dual.final_step_size
 
     def _accumulate(self, x: Tensor) -> None:
+        """Welford's update of the window's mean and sum of squared deviations, in place."""
         self.count += 1
+        if self.mean is None:
+            self.mean, self.m2 = x.clone(), torch.zeros_like(x)
+            return
         delta = x - self.mean
-        self.mean = self.mean + delta / self.count
-        self.m2 = self.m2 + delta * (x - self.mean)
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        self.m2.addcmul_(delta, x - self.mean)
 
     def _end_window(self, state: LangevinState) -> None:
         n = self.count

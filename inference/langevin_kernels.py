@@ -30,7 +30,14 @@ from pyro.poutine.subsample_messenger import _Subsample
 from torch import Tensor
 
 from pyro_flowkit.inference.adaptation import WarmupAdapter
-from pyro_flowkit.inference.langevin import LangevinInfo, LangevinState, _step, init_state
+from pyro_flowkit.inference.langevin import (
+    LangevinInfo,
+    LangevinState,
+    StepScales,
+    _step,
+    init_state,
+    step_scales,
+)
 from pyro_flowkit.inference.sampling import check_langevin_args
 from pyro_flowkit.validation import check_count, check_interval, check_positive
 
@@ -59,6 +66,7 @@ class _LangevinKernel(MCMCKernel):
     """Shared set-up, bookkeeping and diagnostics of the three kernels."""
 
     adjusted = True
+    _fixed_step = True  # the step size stays fixed after warm-up (not SGLD's schedule)
 
     def __init__(
         self,
@@ -103,10 +111,12 @@ class _LangevinKernel(MCMCKernel):
         self._state: LangevinState | None = None
         self._last: Params | None = None
         self._adapter: WarmupAdapter | None = None
-        self._divergences: list[int] = []
-        self._accept_sum = 0.0
+        self._flags: list[Tensor] = []  # one diverging flag per draw, read at the end
+        self._flag_blocks: list[Tensor] = []  # ... packed 1024 at a time (a byte per draw)
+        self._accept_sum: Tensor | float = 0.0
         self._accept_count = 0
-        self._last_accept = float("nan")
+        self._last_accept: Tensor | None = None
+        self._scales: StepScales | None = None
 
     @property
     def initial_params(self) -> Params | None:
@@ -165,22 +175,24 @@ class _LangevinKernel(MCMCKernel):
     def _current_step_size(self) -> Tensor:
         return self._adapter.step_size
 
-    def _move(self) -> tuple[LangevinState, LangevinInfo]:
-        # the adapter's own (adapted) inverse mass: nothing to check at every step
-        return _step(
-            self._state,
-            self._flat_potential,
-            self._current_step_size(),
-            self._adapter.inverse_mass,
-            self.adjusted,
-        )
+    def _move(self, warming_up: bool) -> tuple[LangevinState, LangevinInfo]:
+        # the adapter's own (adapted) inverse mass: nothing to check at every step; the scales
+        # are computed once the step size is fixed
+        scales = self._scales
+        if scales is None:
+            scales = step_scales(
+                self._current_step_size(), self._adapter.inverse_mass, self._state.position
+            )
+            if not warming_up and self._fixed_step:
+                self._scales = scales
+        return _step(self._state, self._flat_potential, None, None, self.adjusted, scales=scales)
 
     def sample(self, params: Params) -> Params:
         """One Langevin step from ``params`` (a dict of unconstrained site values)."""
         if params is not self._last:
             self._state = init_state(self._flat_potential, self._flat.flatten(params))
-        self._state, info = self._move()
         warming_up = self._t < self._warmup_steps
+        self._state, info = self._move(warming_up)
         if warming_up:
             self._adapter.update(self._state, info.acceptance_rate)
         self._record(info, warming_up)
@@ -189,27 +201,34 @@ class _LangevinKernel(MCMCKernel):
         return self._last
 
     def _record(self, info: LangevinInfo, warming_up: bool) -> None:
-        self._last_accept = info.acceptance_rate.item()
+        # tensors, read by logging() and diagnostics(): no synchronisation with the device here
+        self._last_accept = info.acceptance_rate
         if warming_up:
             return
-        self._accept_sum += self._last_accept
+        self._accept_sum = self._accept_sum + info.acceptance_rate
         self._accept_count += 1
-        if info.diverging.item():
-            self._divergences.append(self._t - self._warmup_steps)
+        self._flags.append(info.diverging)
+        if len(self._flags) == 1024:
+            self._flag_blocks.append(torch.cat(self._flags))
+            self._flags = []
 
     def logging(self) -> OrderedDict:
         """What the progress bar shows: step size and the last acceptance probability."""
+        last = float("nan") if self._last_accept is None else self._last_accept.item()
         return OrderedDict(
             [
                 ("step size", f"{self._current_step_size().item():.2e}"),
-                ("acc. prob", f"{self._last_accept:.3f}"),
+                ("acc. prob", f"{last:.3f}"),
             ]
         )
 
     def diagnostics(self) -> dict:
         """``divergences`` (indices of post-warm-up draws) and the mean ``acceptance rate``."""
-        rate = self._accept_sum / self._accept_count if self._accept_count else float("nan")
-        return {"divergences": list(self._divergences), "acceptance rate": rate}
+        count = self._accept_count
+        rate = float(self._accept_sum) / count if count else float("nan")
+        flags = self._flag_blocks + ([torch.cat(self._flags)] if self._flags else [])
+        draws = torch.cat(flags).nonzero().flatten().tolist() if flags else []
+        return {"divergences": draws, "acceptance rate": rate}
 
     def cleanup(self) -> None:
         """Forget the chain, so the next sequential chain starts afresh."""
@@ -322,6 +341,7 @@ class SGLD(_LangevinKernel):
     """
 
     adjusted = False
+    _fixed_step = False
 
     def __init__(
         self,

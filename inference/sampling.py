@@ -1,6 +1,18 @@
-"""``sample_langevin``: many Langevin chains at once, with warm-up adaptation and statistics."""
+"""``sample_langevin``: many Langevin chains at once, with warm-up adaptation and statistics.
+
+The loop adds no tensor operation of its own to a draw: the step's scales
+(:func:`~pyro_flowkit.inference.langevin.step_scales`) are computed once the step size is fixed,
+and the draws and statistics are kept as references and stacked into the output every 64 draws
+(one copy per block, not four per draw). Nothing synchronises with the device inside the loop
+except the optional progress bar (every 2% of the steps).
+"""
 
 from __future__ import annotations
+
+import types
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -11,8 +23,14 @@ from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
     PotentialFn,
+    StepScales,
+    _accept,
+    _forward,
+    _log_ratio,
+    _noise,
     _step,
     init_state,
+    step_scales,
 )
 from pyro_flowkit.validation import check_count, check_positive, check_probability
 
@@ -24,9 +42,11 @@ def check_step_size(step_size: float) -> None:
     check_positive("step_size", step_size)
 
 
-def check_langevin_args(step_size: float, target_accept_prob: float) -> None:
-    """Raise ``ValueError`` for a non-positive step size or a target outside (0, 1)."""
-    check_step_size(step_size)
+def check_langevin_args(step_size: float | None, target_accept_prob: float) -> None:
+    """Raise ``ValueError`` for a non-positive step size or a target outside (0, 1); a step size
+    of ``None`` (searched) passes."""
+    if step_size is not None:
+        check_step_size(step_size)
     check_probability("target_accept_prob", target_accept_prob, open_low=True, open_high=True)
 
 
@@ -37,9 +57,13 @@ def _check_counts(num_samples: int, num_warmup: int, thin: int) -> None:
 
 
 class _Recorder:
-    """Preallocated ``(chains, draws, ...)`` samples and statistics."""
+    """The draws and statistics, ``(chains, draws, ...)``, filled a block of draws at a time.
 
-    def __init__(self, state: LangevinState, num_samples: int) -> None:
+    :meth:`add` keeps references to the step's tensors (every step makes new ones), so a draw
+    costs no tensor operation; every ``block`` draws they are stacked into the output.
+    """
+
+    def __init__(self, state: LangevinState, num_samples: int, thin: int, block: int = 64) -> None:
         chains = state.position.shape[0]
         self.samples = state.position.new_empty((chains, num_samples) + state.position.shape[1:])
         like = state.potential
@@ -49,18 +73,42 @@ class _Recorder:
             "step_size": like.new_empty(chains, num_samples),
             "diverging": torch.zeros(chains, num_samples, dtype=torch.bool, device=like.device),
         }
-        self.accept_sum = torch.zeros_like(like)
+        self.thin, self.block, self.done = thin, block, 0
+        self._positions: list[Tensor] = []
+        self._potentials: list[Tensor] = []
+        self._accept: list[Tensor] = []
+        self._diverging: list[Tensor] = []
 
-    def add(self, info: LangevinInfo, draw: int) -> None:
-        self.accept_sum += info.acceptance_rate
-        self.stats["diverging"][:, draw] |= info.diverging
+    def add(self, state: LangevinState, info: LangevinInfo, keep: bool) -> None:
+        """One post-warm-up step; ``keep``: the last of ``thin`` steps (its state is a draw)."""
+        self._accept.append(info.acceptance_rate)
+        self._diverging.append(info.diverging)
+        if keep:
+            self._positions.append(state.position)
+            self._potentials.append(state.potential)
+            if len(self._positions) == self.block:
+                self.flush()
 
-    def record(self, state: LangevinState, draw: int, thin: int, step_size: Tensor) -> None:
-        self.samples[:, draw] = state.position
-        self.stats["lp"][:, draw] = -state.potential
-        self.stats["acceptance_rate"][:, draw] = self.accept_sum / thin
-        self.stats["step_size"][:, draw] = step_size
-        self.accept_sum.zero_()
+    def flush(self) -> None:
+        """Stack the kept references into the output."""
+        n = len(self._positions)
+        if not n:
+            return
+        chains, rows = self.samples.shape[0], slice(self.done, self.done + n)
+        self.samples[:, rows] = torch.stack(self._positions, 1)
+        self.stats["lp"][:, rows] = torch.stack(self._potentials, 1).neg_()
+        accept = torch.stack(self._accept, 1).view(chains, n, self.thin)
+        diverging = torch.stack(self._diverging, 1).view(chains, n, self.thin)
+        self.stats["acceptance_rate"][:, rows] = accept.mean(2) if self.thin > 1 else accept[..., 0]
+        self.stats["diverging"][:, rows] = diverging.any(2) if self.thin > 1 else diverging[..., 0]
+        self.done += n
+        for kept in (self._positions, self._potentials, self._accept, self._diverging):
+            kept.clear()
+
+    def result(self, step_size: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        self.flush()
+        self.stats["step_size"].copy_(step_size[:, None].expand_as(self.stats["step_size"]))
+        return self.samples, self.stats
 
 
 def sample_langevin(
@@ -68,14 +116,16 @@ def sample_langevin(
     init: Tensor,
     num_samples: int,
     *,
-    step_size: float,
+    step_size: float | None = None,
     num_warmup: int = 0,
     adjusted: bool = True,
     adapt_step_size: bool = True,
     adapt_mass_matrix: bool = True,
     inverse_mass: Tensor | None = None,
-    target_accept_prob: float = 0.574,
+    target_accept_prob: float | None = None,
     thin: int = 1,
+    noise_dtype: torch.dtype | None = None,
+    compile: bool = False,
     progress: bool = True,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Run Langevin chains side by side, all in one tensor.
@@ -88,10 +138,14 @@ def sample_langevin(
     diagonal :math:`M^{-1}` in Stan's windows. Warm-up draws are discarded.
 
     Arguments:
-        potential_fn: maps ``(chains, *event)`` to ``(chains,)`` potentials :math:`U = -\log p + c`.
+        potential_fn: maps ``(chains, *event)`` to ``(chains,)`` potentials :math:`U = -\log p + c`
+            (:class:`~pyro_flowkit.inference.potential.ModelPotential` makes one from a Pyro model).
         init: ``(chains, *event)`` starting points (``(chains,)`` for a scalar per chain).
         num_samples: draws kept per chain (``num_samples * thin`` steps after warm-up).
-        step_size: the initial step size :math:`h` (the final one without adaptation).
+        step_size: the initial step size :math:`h` (the final one without adaptation). ``None``
+            (the default): each chain's is searched, from 1, by doubling or halving until a
+            trial move's acceptance probability crosses ``target_accept_prob`` (Hoffman &
+            Gelman's heuristic; with warm-up, dual averaging takes it from there).
         num_warmup: adaptation steps, discarded.
         adjusted: MALA if true, ULA if false.
         adapt_step_size: tune :math:`h` per chain during warm-up.
@@ -100,8 +154,21 @@ def sample_langevin(
             a new step size).
         inverse_mass: a fixed diagonal :math:`M^{-1}`, broadcastable to ``init``, with finite
             entries above 0 (the start of the adaptation when ``adapt_mass_matrix``).
-        target_accept_prob: acceptance probability that the adaptation aims for.
+        target_accept_prob: acceptance probability that the adaptation aims for (default 0.574
+            for MALA; 0.9 for ULA, as for the ``ULA`` kernel: ULA keeps every move, and aiming
+            for MALA's 0.574 gives steps near ULA's stability limit, where chains can explode).
         thin: keep every ``thin``-th step.
+        noise_dtype: draw the Gaussian noise in this dtype (see
+            :func:`~pyro_flowkit.inference.mala_step`): ``torch.float32`` makes float64 chains
+            draw their noise 5x faster, at float32 resolution.
+        compile: run each step through ``torch.compile``, the potential and its gradient
+            (``torch.func.grad_and_value``) fused with the step's arithmetic; the random draws
+            stay eager, so a compiled run sees the same noise as an eager one. The first call
+            on a potential pays the compilation (seconds; the steps of the last four potentials
+            are kept, and a new inverse-mass shape compiles once more); the potential must be
+            traceable (a graph break falls back to eager for that part). On a CPU it pays for
+            potentials of a few operations, and loses where the noise dominates
+            (``benchmarks/langevin.py --suite overhead``).
         progress: show a tqdm progress bar.
 
     Returns:
@@ -120,6 +187,8 @@ def sample_langevin(
         >>> samples.shape, stats["lp"].shape
         (torch.Size([8, 200, 3]), torch.Size([8, 200]))
     """
+    if target_accept_prob is None:
+        target_accept_prob = 0.574 if adjusted else 0.9
     check_langevin_args(step_size, target_accept_prob)
     _check_counts(num_samples, num_warmup, thin)
     state = init_state(potential_fn, init)
@@ -134,26 +203,94 @@ def sample_langevin(
         adapt_mass_matrix=adapt_mass_matrix,
         inverse_mass=inverse_mass,
     )
-    recorder = _Recorder(state, num_samples)
+    step = _cached_compiled_step(potential_fn, adjusted) if compile else None
+    recorder = _Recorder(state, num_samples, thin)
     total = num_warmup + num_samples * thin
     bar = tqdm(total=total, desc="langevin", disable=not progress, leave=False)
+    scales = None
     for t in range(total):
-        state, info = _step(state, potential_fn, adapter.step_size, adapter.inverse_mass, adjusted)
+        if scales is None:  # new step sizes (every warm-up step) or masses
+            scales = step_scales(adapter.step_size, adapter.inverse_mass, state.position)
+        if step is None:
+            state, info = _step(
+                state, potential_fn, None, None, adjusted, scales=scales, noise_dtype=noise_dtype
+            )
+        else:
+            state, info = step(state, scales, noise_dtype)
         if t < num_warmup:
             adapter.update(state, info.acceptance_rate)
+            scales = None
         else:
-            draw, offset = divmod(t - num_warmup, thin)
-            recorder.add(info, draw)
-            if offset == thin - 1:
-                recorder.record(state, draw, thin, adapter.step_size)
-        _progress(bar, t, total, info, adapter.step_size)
+            recorder.add(state, info, (t - num_warmup) % thin == thin - 1)
+        if not bar.disable:
+            _progress(bar, t, total, info, adapter.step_size)
     bar.close()
-    return recorder.samples, recorder.stats
+    return recorder.result(adapter.step_size)
+
+
+_COMPILED_STEPS: OrderedDict[tuple[int, bool], tuple[PotentialFn, Callable]] = OrderedDict()
+_COMPILED_KEEP = 4  # compiled steps kept, the most recently used (each holds its potential)
+
+
+def _cached_compiled_step(potential_fn: PotentialFn, adjusted: bool) -> Callable:
+    """:func:`_compiled_step`, kept for the last few potentials, so that another
+    ``sample_langevin`` call on the same potential does not compile again."""
+    key = (id(potential_fn), adjusted)
+    entry = _COMPILED_STEPS.get(key)
+    if entry is None or entry[0] is not potential_fn:
+        entry = _COMPILED_STEPS[key] = (potential_fn, _compiled_step(potential_fn, adjusted))
+        while len(_COMPILED_STEPS) > _COMPILED_KEEP:
+            _COMPILED_STEPS.popitem(last=False)
+    _COMPILED_STEPS.move_to_end(key)
+    return entry[1]
+
+
+def _compiled_step(
+    potential_fn: PotentialFn, adjusted: bool
+) -> Callable[[LangevinState, StepScales, torch.dtype | None], tuple[LangevinState, LangevinInfo]]:
+    """A step whose arithmetic, potential and gradient run as one ``torch.compile`` graph."""
+
+    def value_and_sum(x: Tensor) -> tuple[Tensor, Tensor]:
+        potential = potential_fn(x)
+        return potential.sum(), potential
+
+    grad_and_value = torch.func.grad_and_value(value_and_sum, has_aux=True)
+
+    def arithmetic(
+        x: Tensor, u: Tensor, g: Tensor, drift: Tensor, scale: Tensor, noise: Tensor,
+        uniform: Tensor | None,
+    ) -> tuple[Tensor, ...]:  # fmt: skip
+        proposal, kick = _forward(x, g, drift, scale, noise, None)
+        grad, (_, potential) = grad_and_value(proposal)
+        log_ratio = _log_ratio(u, g, potential, grad, kick, drift, None, False)
+        return _accept((x, u, g), (proposal, potential, grad), log_ratio, uniform)
+
+    # a copy of the code object per call: torch.compile caches its graphs per code object, up to
+    # a recompilation limit (8), after which it would run every new potential uncompiled
+    fresh = types.FunctionType(
+        arithmetic.__code__.replace(), arithmetic.__globals__, arithmetic.__name__,
+        arithmetic.__defaults__, arithmetic.__closure__,
+    )  # fmt: skip
+    with warnings.catch_warnings():  # torch's own imports for inductor warn of its deprecations
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+        compiled = torch.compile(fresh, dynamic=False)
+
+    def step(
+        state: LangevinState, scales: StepScales, noise_dtype: torch.dtype | None
+    ) -> tuple[LangevinState, LangevinInfo]:
+        noise = _noise(state.position, noise_dtype)
+        uniform = torch.rand_like(state.potential) if adjusted else None
+        *kept, accept_prob, accepted, diverging = compiled(
+            *state, scales.drift, scales.noise, noise, uniform
+        )
+        return LangevinState(*kept), LangevinInfo(accept_prob, accepted, diverging)
+
+    return step
 
 
 def _progress(bar: tqdm, t: int, total: int, info: LangevinInfo, step_size: Tensor) -> None:
     bar.update(1)
-    if not bar.disable and (t % max(1, total // 50) == 0 or t == total - 1):
+    if t % max(1, total // 50) == 0 or t == total - 1:
         bar.set_postfix(
             accept=f"{info.acceptance_rate.mean().item():.2f}",
             step=f"{step_size.mean().item():.2e}",

@@ -50,6 +50,11 @@ def _check_block(index: int, ns: dict) -> None:
             and ns["summary"]["r_hat"].max() < 1.1
             and abs(ns["rate"].mean().item() - 16 / 5) < 0.4
         ),  # Gamma(16, 5) posterior
+        lambda: (
+            ns["rate"].shape == (16, 500)
+            and abs(ns["rate"].mean().item() - 16 / 5) < 0.2
+            and "rate" in ns["idata"].posterior
+        ),
         lambda: ns["fresh"].shape == (256, 1, 2) and len(ns["history"]["loss"]) == 50,
         lambda: (
             ns["khat"] < 1.0

@@ -292,3 +292,95 @@ def test_inference_data_rejects_mismatched_shapes():
         from_chains({"a": torch.zeros(2, 5), "b": torch.zeros(3, 5)})
     with pytest.raises(ValueError, match="stats\\['lp'\\]"):
         from_chains(torch.zeros(2, 5), {"lp": torch.zeros(2, 4)})
+
+
+def _textbook_log_ratio(x, u, g, u_new, g_new, proposal, hm, clip=None):
+    """log [e^-U(x') q(x | x')] / [e^-U(x) q(x' | x)] with the Gaussian kernels written out."""
+    c = (lambda v: v) if clip is None else (lambda v: v.clamp(-clip, clip))
+    forward = proposal - (x - hm * c(g))
+    backward = x - (proposal - hm * c(g_new))
+    log_q = (forward.square() - backward.square()) / (4 * hm)
+    return u - u_new + log_q.flatten(1).sum(1)
+
+
+@pytest.mark.parametrize("clip", [None, 0.7])
+def test_the_simplified_kernel_ratio_equals_the_textbook_one(clip):
+    # the step computes 1/2 sum a (sigma xi - h M^-1 a / 2) with a = c(g) + c(g'): the same number
+    from pyro_flowkit.inference.langevin import _propose, step_scales
+
+    potential = gaussian_potential(torch.tensor([0.3, 2.0, 1.0], dtype=torch.float64))
+    x = 2 * torch.randn(64, 3, dtype=torch.float64)
+    state = init_state(potential, x)
+    h = torch.rand(64, dtype=torch.float64) + 0.05
+    inverse_mass = torch.rand(3, dtype=torch.float64) + 0.5
+    scales = step_scales(h, inverse_mass, x)
+    new, log_ratio = _propose(state, potential, None, None, None, clip, scales)
+    expected = _textbook_log_ratio(
+        x, state.potential, state.grad, new.potential, new.grad, new.position, scales.drift, clip
+    )
+    torch.testing.assert_close(log_ratio, expected, rtol=1e-9, atol=1e-9)
+    assert log_ratio.abs().max() > 0.1  # not trivially zero
+
+
+def test_dual_averaging_in_place_equals_the_recursion():
+    h0, target = torch.tensor([0.5, 2.0], dtype=torch.float64), 0.6
+    dual = DualAveraging(h0, target)
+    mu, h_bar, log_avg = h0.log() + math.log(10), torch.zeros(2, dtype=torch.float64), h0.log()
+    for t in range(1, 30):
+        accept = torch.rand(2, dtype=torch.float64)
+        step = dual.update(accept)
+        eta = 1 / (t + 10)
+        h_bar = (1 - eta) * h_bar + eta * (target - accept)
+        log_step = mu - math.sqrt(t) / 0.05 * h_bar
+        log_avg = t**-0.75 * log_step + (1 - t**-0.75) * log_avg
+        torch.testing.assert_close(step, log_step.exp())
+    torch.testing.assert_close(dual.final_step_size, log_avg.exp())
+
+
+def test_draws_recorded_in_blocks_are_each_steps_state():
+    # 150 draws thinned by 2 cross the recorder's blocks of 64: every draw is its own state
+    samples, stats = sample_langevin(
+        std_normal, torch.randn(4, 3, dtype=torch.float64), 150, step_size=0.4, thin=2,
+        progress=False,
+    )  # fmt: skip
+    torch.testing.assert_close(stats["lp"], -std_normal(samples.flatten(0, 1)).view(4, 150))
+    moved = (samples[:, 1:] != samples[:, :-1]).any(-1).float().mean()
+    assert moved > 0.5  # consecutive draws differ (none copied twice)
+    assert ((stats["acceptance_rate"] >= 0) & (stats["acceptance_rate"] <= 1)).all()
+    # thinning averages two steps' probabilities: values strictly between draws' extremes exist
+    assert ((stats["acceptance_rate"] > 0) & (stats["acceptance_rate"] < 1)).any()
+
+
+def test_a_missing_step_size_is_searched_and_ula_aims_higher():
+    _, stats = sample_langevin(std_normal, torch.randn(32, 5, dtype=torch.float64), 200,
+                               num_warmup=0, progress=False)  # fmt: skip
+    h = stats["step_size"][:, 0]
+    assert (h != 1.0).all() and (h == stats["step_size"][:, -1]).all()  # searched, then fixed
+    assert 0.3 < stats["acceptance_rate"].mean() < 0.85  # near the 0.574 the search aims for
+    _, ula = sample_langevin(std_normal, torch.randn(32, 5, dtype=torch.float64), 200,
+                             num_warmup=300, adjusted=False, progress=False)  # fmt: skip
+    assert abs(ula["acceptance_rate"].mean().item() - 0.9) < 0.06  # ULA's default target
+
+
+def test_float32_noise_samples_a_float64_target_correctly():
+    variances = torch.logspace(-1, 1, 6, dtype=torch.float64)
+    samples, _ = sample_langevin(
+        gaussian_potential(variances), torch.randn(32, 6, dtype=torch.float64), 800,
+        num_warmup=400, noise_dtype=torch.float32, progress=False,
+    )  # fmt: skip
+    assert samples.dtype == torch.float64
+    _check_moments(samples, torch.zeros(6), variances)
+
+
+@pytest.mark.slow  # compiling takes 5-20 s on 2 cores
+def test_a_compiled_step_equals_the_eager_one():
+    potential = gaussian_potential(torch.tensor([0.5, 2.0], dtype=torch.float64))
+    init = torch.randn(16, 2, dtype=torch.float64)
+    runs = []
+    for compile in (False, True):
+        torch.manual_seed(3)
+        runs.append(sample_langevin(potential, init, 2, step_size=0.7, compile=compile,
+                                    progress=False))  # fmt: skip
+    (eager, eager_stats), (compiled, compiled_stats) = runs
+    torch.testing.assert_close(compiled, eager, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(compiled_stats["acceptance_rate"], eager_stats["acceptance_rate"])

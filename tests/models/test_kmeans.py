@@ -111,8 +111,65 @@ def test_fewer_distinct_points_than_clusters_warns_as_scikit_learn_does():
     )
     with pytest.warns(SklearnConvergenceWarning, match=message):
         km = KMeans(4, random_state=0).fit(x)
-    assert len(torch.unique(km.cluster_centers_, dim=0)) == 3
+    # two centres coincide (up to the rounding of centring the data, as in scikit-learn)
+    assert len(torch.unique(km.cluster_centers_.round(decimals=9), dim=0)) == 3
+    assert len(km.labels_.unique()) == 3
     with pytest.warns(ConvergenceWarning, match=message):  # the library's class catches it too
         KMeans(4, init="random", random_state=0).fit(x.numpy())
     # as many distinct points as clusters: no warning (warnings are errors in the test suite)
     assert len(np.unique(KMeans(3, random_state=0).fit(x.numpy()).labels_)) == 3
+
+
+def test_exact_ties_are_broken_towards_the_first_centre_as_in_scikit_learn():
+    # integer points and centres on the grid: many rows are exactly as far from two centres
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 6, (400, 2), generator=g).double()
+    init = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [4.0, 4.0]], dtype=torch.float64)
+    d2 = ((x[:, None] - init) ** 2).sum(-1)
+    assert ((d2 == d2.min(1, keepdim=True).values).sum(1) > 1).sum() > 20  # ties at the start
+    sk = SkKMeans(4, init=init.numpy(), n_init=1, algorithm="lloyd").fit(x.numpy())
+    for chunk_size in (None, 64):
+        ours = KMeans(4, init=init, chunk_size=chunk_size).fit(x)
+        assert ours.n_iter_ == sk.n_iter_
+        assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-12)
+        np.testing.assert_allclose(ours.cluster_centers_.numpy(), sk.cluster_centers_, atol=1e-12)
+        assert (ours.labels_.numpy() == sk.labels_).all()
+
+
+def test_many_clusters_take_the_labelled_path_and_equal_scikit_learn():
+    # more than 16 clusters: the sums come from index_add_ on the labels, not a one-hot GEMM
+    x = clusters(3000, d=3, k=24, seed=2)
+    init = x[:24].clone()
+    sk = SkKMeans(24, init=init.numpy(), n_init=1, algorithm="lloyd").fit(x.numpy())
+    ours = KMeans(24, init=init, chunk_size=1000).fit(x)
+    assert ours.n_iter_ == sk.n_iter_
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-10)
+    assert (ours.labels_.numpy() == sk.labels_).all()
+
+
+@pytest.mark.parametrize("init", ["random", "k-means++"])
+def test_batched_restarts_equal_separate_runs_from_the_same_starts(init):
+    # four restarts run side by side (they converge at different iterations); each must end
+    # where its own run ends, and the fit keeps the lowest inertia
+    x = clusters(1500, k=7, seed=3)
+    km = KMeans(7, init=init, n_init=4, seed=5, chunk_size=400).fit(x)
+    g = torch.Generator().manual_seed(5)
+    starts = [KMeans(7, init=init)._initial_centres(x, g) for _ in range(4)]
+    single = [KMeans(7, init=s, chunk_size=400).fit(x) for s in starts]
+    assert len({s.n_iter_ for s in single}) > 1
+    best = min(single, key=lambda s: s.inertia_)
+    assert km.inertia_ == pytest.approx(best.inertia_, rel=1e-12)
+    assert km.n_iter_ == best.n_iter_ and km.lower_bounds_ == pytest.approx(best.lower_bounds_)
+    torch.testing.assert_close(km.cluster_centers_, best.cluster_centers_)
+    assert torch.equal(km.labels_, best.labels_)
+
+
+def test_float32_fit_agrees_with_float64():
+    x = clusters(4000, d=6, k=5, seed=4)
+    init = x[:5].clone()
+    km64 = KMeans(5, init=init).fit(x)
+    km32 = KMeans(5, init=init.float()).fit(x.float())
+    assert km32.cluster_centers_.dtype == torch.float32
+    assert km32.n_iter_ == km64.n_iter_
+    assert km32.inertia_ == pytest.approx(km64.inertia_, rel=1e-5)
+    assert (km32.labels_ == km64.labels_).float().mean() > 0.999
