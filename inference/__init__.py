@@ -1,5 +1,6 @@
 """Inference algorithms that plug into Pyro (Langevin, EM, EBM training, Wasserstein critics and
-WGAN training, the training loop), installed as ``pyro_flowkit.inference``."""
+WGAN training, gradient estimators for discrete latents, the training loop), installed as
+``pyro_flowkit.inference``."""
 
 if __name__ != "pyro_flowkit.inference":  # e.g. `import inference` from the repository's root
     raise ImportError(
@@ -16,6 +17,13 @@ from pyro_flowkit.inference.distributed import gather_chains
 from pyro_flowkit.inference.ebm import ReplayBuffer, langevin_dynamics, train_ebm
 from pyro_flowkit.inference.em import EM, EMResult
 from pyro_flowkit.inference.ema import EMA
+from pyro_flowkit.inference.estimators import GradientError, gradient_error
+from pyro_flowkit.inference.gumbel import (
+    GumbelSoftmax,
+    GumbelSoftmaxStraightThrough,
+    gumbel_max,
+    gumbel_softmax_temperature,
+)
 from pyro_flowkit.inference.langevin import (
     LangevinInfo,
     LangevinState,
@@ -28,6 +36,7 @@ from pyro_flowkit.inference.langevin import (
 )
 from pyro_flowkit.inference.langevin_kernels import MALA, SGLD, ULA, polynomial_decay
 from pyro_flowkit.inference.potential import ModelPotential
+from pyro_flowkit.inference.reinforce import ReinforceLOO_ELBO
 from pyro_flowkit.inference.sampling import sample_langevin
 from pyro_flowkit.inference.training import History, StepInfo, Trainer, minibatches, train
 from pyro_flowkit.inference.wasserstein import (
@@ -73,6 +82,13 @@ __all__ = [
     "train_ebm",
     "ula_step",
     "ModelPotential",
+    "GradientError",
+    "GumbelSoftmax",
+    "GumbelSoftmaxStraightThrough",
+    "ReinforceLOO_ELBO",
+    "gradient_error",
+    "gumbel_max",
+    "gumbel_softmax_temperature",
     "StepScales",
     "step_scales",
     "CriticEstimate",

@@ -82,6 +82,19 @@ def _check_block(index: int, ns: dict) -> None:
             and ns["pca_rho"] > ns["raw_rho"]
         ),
         lambda: (
+            ns["codes"].shape == (8, 4, 4)
+            and ns["use"] > 4
+            and ns["new_digits"].shape == (16, 1, 8, 8)
+            and bool(torch.isfinite(ns["bpd"]).all())
+            and ns["prior_losses"][-1] < ns["prior_losses"][0]
+            and abs(ns["errors"]["reinforce", None].bias_squared)
+            < 4 * ns["errors"]["reinforce", None].bias_squared_se
+            and ns["errors"]["gumbel_softmax", 1.0].bias_squared
+            > 4 * ns["errors"]["gumbel_softmax", 1.0].bias_squared_se
+            and ns["errors"]["gumbel_softmax", 0.1].variance
+            > ns["errors"]["gumbel_softmax", 1.0].variance
+        ),
+        lambda: (
             abs(ns["fitted"] - ns["observed"]) < 0.5
             and len(ns["neighbours"]) == 5
             and "dog" not in ns["neighbours"]

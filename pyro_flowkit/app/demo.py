@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from pyro_flowkit import data, flows, metrics
+from pyro_flowkit.app import discrete_demo, langevin_demo, mixture_demo, sts, vae_demo, wgan_demo
 from pyro_flowkit.app import glove as glove_app
-from pyro_flowkit.app import langevin_demo, mixture_demo, sts, vae_demo, wgan_demo
 from pyro_flowkit.distributions import FlowDistribution
 from pyro_flowkit.inference import train
 from pyro_flowkit.transforms import Logit, set_logdet
@@ -226,6 +226,7 @@ def demo(
         "vae_digits": vaes,
         "sts": sts.demo_step(out, quick),
         "glove": glove_app.demo_step(out, quick),
+        **discrete_demo.demo_step(out, quick),
         # last: it seeds Pyro itself, so the steps above keep their numbers
         "wgan_8gaussians": wgan_demo.demo_step(out, quick, progress=progress),
         "quick": quick,

@@ -11,9 +11,14 @@ from pyro_flowkit.nn.lipschitz import (
     frozen_spectral_norms,
     refresh_spectral_norms,
 )
+from pyro_flowkit.nn.made import CategoricalMADE
 from pyro_flowkit.nn.mlp import MLP
+from pyro_flowkit.nn.vq import VectorQuantizer, VQOutput
 
 __all__ = [
+    "CategoricalMADE",
+    "VQOutput",
+    "VectorQuantizer",
     "MLP",
     "ConvNet",
     "LipSwish",
