@@ -65,11 +65,13 @@ bench: $(VENV)/.installed-bench $(VENV)/.installed-text
 	$(BIN)/python benchmarks/em_mixtures.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/em_svi.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/vae_digits.py --results benchmarks/RESULTS.md
-	$(BIN)/python benchmarks/guides.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/guides.py --suite all --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/training.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/sts.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/wasserstein.py --results benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/glove.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/vq.py --results benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/estimators.py --results benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) flowkit-out .pytest_cache .ruff_cache build *.egg-info

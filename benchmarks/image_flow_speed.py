@@ -31,8 +31,9 @@ from pyro_flowkit.transforms import ActNorm, InvertibleConv1x1, channel_mask, co
 def alternate(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
     """Median seconds per call of each function, called in turn ``rounds`` times."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up
-        fn()
+    for _ in range(10):  # warm-up (one call left the first timings of a process 10x slow)
+        for fn in fns.values():
+            fn()
     for _ in range(rounds):
         for name, fn in fns.items():
             start = time.perf_counter()
@@ -116,16 +117,116 @@ def glow_step_table(rounds: int) -> str:
     return "\n".join(lines)
 
 
+def compiled_step_table(rounds: int) -> str:
+    """The Glow step and its conditioner, eager and under ``torch.compile`` (default mode), all
+    four timed in turn in one process."""
+    lines = [
+        "| event (C, H, W) | hidden | batch | step ms: eager / compiled "
+        "| conditioner ms: eager / compiled | step / conditioner: eager "
+        "| compiled step / eager conditioner | compiled step / compiled conditioner |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for shape, hidden, batch in [((4, 4, 4), 64, 128), ((8, 2, 2), 64, 128)]:
+        fns = _glow_step_fns(shape, hidden, batch)
+        fns["compiled step"] = torch.compile(fns["step"])
+        fns["compiled conditioner"] = torch.compile(fns["conditioner"])
+        for _ in range(3):  # compile and settle outside the timings
+            fns["compiled step"](), fns["compiled conditioner"]()
+        t = alternate(fns, rounds)
+        step, cond = t["step"], t["conditioner"]
+        cstep, ccond = t["compiled step"], t["compiled conditioner"]
+        lines.append(
+            f"| {shape} | {hidden} | {batch} | {step * 1e3:.3f} / {cstep * 1e3:.3f} "
+            f"| {cond * 1e3:.3f} / {ccond * 1e3:.3f} | {step / cond:.3f} | {cstep / cond:.3f} "
+            f"| {cstep / ccond:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def _flow_training_fns(batch: int, **kwargs: object) -> dict:
+    """One loss + backward of ``glow((1, 8, 8), **kwargs)`` on a fixed batch, eager and compiled
+    (the whole flow's log-density under one ``torch.compile``)."""
+    from pyro_flowkit.flows import flow_distribution, glow
+
+    flow = glow((1, 8, 8), **kwargs)
+    d = flow_distribution(flow, (1, 8, 8))
+    data = torch.randn(batch, 1, 8, 8)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return -d.log_prob(x).mean()
+
+    with torch.no_grad():  # ActNorm initialises eagerly (data-dependent, a graph break)
+        loss(data.clone())
+    compiled = torch.compile(loss)
+
+    def run(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], object]:
+        def step() -> object:
+            flow.zero_grad(set_to_none=True)
+            out = fn(data.clone())  # a new batch object each step, as in training (no cache hit)
+            out.backward()
+            return out
+
+        return step
+
+    return {"eager": run(loss), "compiled": run(compiled)}
+
+
+def compiled_flow_table(rounds: int) -> str:
+    lines = [
+        "| flow | batch | eager ms | compiled ms | compiled / eager |",
+        "|---|---|---|---|---|",
+    ]
+    for name, kwargs in [("glow((1, 8, 8))", {})]:
+        fns = _flow_training_fns(128, **kwargs)
+        for _ in range(3):
+            fns["compiled"]()
+        t = alternate(fns, rounds)
+        lines.append(
+            f"| {name} | 128 | {t['eager'] * 1e3:.2f} | {t['compiled'] * 1e3:.2f} "
+            f"| {t['compiled'] / t['eager']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results", type=Path, help="update this markdown file's sections")
     parser.add_argument("--section", default="image_flow_speed", help="the section's marker")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="instead: the Glow step and the whole flow, eager against torch.compile "
+        "(section image_flow_compile)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     start = time.time()
+    if args.compile:
+        steps = compiled_step_table(args.rounds)
+        print(steps, flush=True)
+        text = (
+            "Glow step (as above) and its conditioner, eager and compiled:\n\n"
+            + steps
+            + "\n\nOne training pass (log-density, mean, backward) of the whole flow on a batch "
+            "of 128 (1, 8, 8) images, eager and with the loss under one torch.compile:\n\n"
+            + compiled_flow_table(args.rounds)
+        )
+        cmd = "python benchmarks/image_flow_speed.py --compile"
+        if args.threads != 1:
+            cmd += f" --threads {args.threads}"
+        text += footer(cmd, start)
+        print(text)
+        if args.results:
+            section = args.section
+            write_results(
+                args.results,
+                text,
+                "image_flow_compile" if section == "image_flow_speed" else section,
+            )
+        return
     text = (
         "1x1 convolution, batch 64, 8x8 images, gradients enabled:\n\n"
         + conv1x1_table(args.rounds)

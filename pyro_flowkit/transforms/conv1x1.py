@@ -71,9 +71,14 @@ class InvertibleConv1x1(ImageTransform):
         r""":math:`W^{-1} = U^{-1} L^{-1} P^\top` by triangular solves (float64 when dense)."""
         if not self.lu:
             return torch.linalg.inv(self.weight.double()).to(self.weight.dtype)
-        lower, upper = self._factors()
-        pt = self.permutation.T
-        half = torch.linalg.solve_triangular(lower, pt, upper=False, unitriangular=True)
+        # each solve reads one triangle only (the strict lower one of ``lower``, its diagonal
+        # being 1; the upper one of ``upper``, whose diagonal is replaced) and its gradient is
+        # masked to that triangle: the same result and gradients as with _factors' masked
+        # matrices, in 3 small operations instead of 8
+        half = torch.linalg.solve_triangular(
+            self.lower, self.permutation.T, upper=False, unitriangular=True
+        )
+        upper = torch.diagonal_scatter(self.upper, self.sign_s * self.log_s.exp())
         return torch.linalg.solve_triangular(upper, half, upper=True)
 
     def log_abs_det_matrix(self) -> Tensor:
