@@ -47,7 +47,6 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.nn import PyroModule
-from pyro.params.param_store import param_with_module_name
 from torch import Tensor
 
 from pyro_flowkit.inference.gumbel import (
@@ -57,6 +56,7 @@ from pyro_flowkit.inference.gumbel import (
 )
 from pyro_flowkit.inference.reinforce import ReinforceLOO_ELBO
 from pyro_flowkit.inference.training import StepInfo, train
+from pyro_flowkit.models._registration import register_params
 from pyro_flowkit.nn.mlp import MLP
 from pyro_flowkit.validation import check_choice, check_count, check_positive
 
@@ -171,16 +171,6 @@ class CategoricalVAE(PyroModule):
             raise ValueError(f"{name}: expected values in [0, 1]")
         return x.flatten(1).to(self.decoder.layers[0].weight.dtype)
 
-    def _register(self) -> None:
-        for pname, p in self.named_parameters():
-            full = param_with_module_name(self.name, pname)
-            if pyro.param(full, p) is not p:
-                raise ValueError(
-                    f"name: Pyro's param store holds another tensor under {full!r} (from another "
-                    f"model named {self.name!r}); give each model its own name or call "
-                    "pyro.clear_param_store()"
-                )
-
     # ---------------------------------------------------------------- networks
     def _logits(self, x: Tensor) -> Tensor:
         """The encoder's logits ``(N, L, K)`` of flattened ``x``."""
@@ -199,7 +189,7 @@ class CategoricalVAE(PyroModule):
     def model(self, x: Tensor, subsample_size: int | None = None) -> None:
         r""":math:`z_l \sim \mathrm{OneHotCategorical}(1/K)`, ``f"{name}.x"`` observed."""
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             prior = self._prior()
             zs = [pyro.sample(f"{self.name}.z{i}", prior) for i in range(self.num_latents)]
@@ -217,7 +207,7 @@ class CategoricalVAE(PyroModule):
         """:math:`q(z_l \\mid x)` in the form the estimator (default: the model's) needs."""
         estimator = self.estimator if estimator is None else self._check_estimator(estimator)
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             logits = self._logits(x[idx])
             for i in range(self.num_latents):

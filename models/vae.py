@@ -36,7 +36,6 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
-from pyro.params.param_store import param_with_module_name
 from torch import Tensor, nn
 
 from pyro_flowkit.distributions import FlowDistribution, StandardNormal
@@ -44,6 +43,7 @@ from pyro_flowkit.flows import conditional_realnvp
 from pyro_flowkit.guides import encoder_posterior
 from pyro_flowkit.inference.training import StepInfo, train
 from pyro_flowkit.metrics import bits_per_dim
+from pyro_flowkit.models._registration import register_params
 from pyro_flowkit.nn.mlp import MLP
 from pyro_flowkit.transforms import as_event_shape
 from pyro_flowkit.transforms._base import EventShape
@@ -116,17 +116,6 @@ class _LatentVariableModel(PyroModule):
         self._check_values(x, name)
         return x.to(self._like().dtype)
 
-    def _register(self) -> None:
-        """``pyro.param`` for every parameter, refusing a store that holds another module's."""
-        for pname, p in self.named_parameters():
-            full = param_with_module_name(self.name, pname)
-            if pyro.param(full, p) is not p:
-                raise ValueError(
-                    f"name: Pyro's param store holds another tensor under {full!r} (from another "
-                    f"model named {self.name!r}); give each model its own name or call "
-                    "pyro.clear_param_store()"
-                )
-
     # ---------------------------------------------------------------- Pyro
     def _prior(self, n: int) -> StandardNormal:
         like = self._like()
@@ -140,7 +129,7 @@ class _LatentVariableModel(PyroModule):
         of ``x`` (``subsample_size`` rows at a time, the log-likelihood scaled by
         :math:`N / n`)."""
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             batch = x[idx]
             z = pyro.sample(f"{self.name}.z", self._prior(len(batch)))
@@ -150,7 +139,7 @@ class _LatentVariableModel(PyroModule):
         r"""The amortised posterior: ``f"{name}.z"`` :math:`\sim q(z \mid x)` in the same plate
         (under ``SVI`` the model reuses the guide's subsample)."""
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             pyro.sample(f"{self.name}.z", self._posterior(x[idx]))
 

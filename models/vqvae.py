@@ -32,11 +32,11 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
-from pyro.params.param_store import param_with_module_name
 from torch import Tensor, nn
 
 from pyro_flowkit.inference.training import StepInfo, train
 from pyro_flowkit.metrics import bits_per_dim
+from pyro_flowkit.models._registration import register_params
 from pyro_flowkit.models.code_prior import AutoregressiveCategorical, CodeGrid, uniform_codes
 from pyro_flowkit.nn.made import CategoricalMADE
 from pyro_flowkit.nn.vq import VectorQuantizer
@@ -187,17 +187,6 @@ class VQVAE(PyroModule):
     def _trained(self) -> list[nn.Module | Tensor]:
         return [self.encoder, self.decoder, self.quantizer, self.log_scale]
 
-    def _register(self) -> None:
-        """``pyro.param`` for every parameter, refusing a store that holds another module's."""
-        for pname, p in self.named_parameters():
-            full = param_with_module_name(self.name, pname)
-            if pyro.param(full, p) is not p:
-                raise ValueError(
-                    f"name: Pyro's param store holds another tensor under {full!r} (from another "
-                    f"model named {self.name!r}); give each model its own name or call "
-                    "pyro.clear_param_store()"
-                )
-
     @contextmanager
     def _frozen(self) -> Iterator[None]:
         """The quantiser in evaluation mode (its codebook does not move)."""
@@ -234,7 +223,7 @@ class VQVAE(PyroModule):
         r"""``f"{name}.z"`` :math:`\sim p(z_q)` over the code grid, ``f"{name}.x"``
         :math:`\sim p(x \mid z_q)` observed, in the plate ``f"{name}.data"``."""
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         prior = CodeGrid(self.index_prior(), self.quantizer, self.grid)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             batch = x[idx]
@@ -245,7 +234,7 @@ class VQVAE(PyroModule):
         r"""``f"{name}.z"`` as a point mass on the nearest codes (the straight-through value),
         and the factor ``f"{name}.vq"`` carrying the VQ terms of each row."""
         x = self._check_x(x)
-        self._register()
+        register_params(self, self.name)
         with pyro.plate(f"{self.name}.data", len(x), subsample_size=subsample_size) as idx:
             out = self.quantizer(self._grid(x[idx]), reduction="none")
             pyro.sample(f"{self.name}.z", dist.Delta(out.value, event_dim=3))

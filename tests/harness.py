@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import pyro
 import pytest
@@ -113,3 +120,29 @@ def check_subsampled_elbo(model, guide, x, subsample_size: int, name: str, seed:
     assert log_p.shape == log_q.shape == (subsample_size,)
     assert loss == pytest.approx(-scale * (log_p - log_q).sum().item(), rel=1e-12)
     return z, obs
+
+
+def run_gloo_workers(worker: Path, out: Path, world_size: int = 2) -> ModuleType:
+    """Run ``python worker rank world_size port out`` once per rank (gloo on a free local port),
+    assert that every process exits cleanly, and return ``worker`` imported in this process (for
+    the one-process reference run)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(r), str(world_size), port, str(out)],
+            env=env,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        for r in range(world_size)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+    spec = importlib.util.spec_from_file_location(worker.stem, worker)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[worker.stem] = module  # as `import worker` would (dataclasses look it up)
+    spec.loader.exec_module(module)
+    return module

@@ -2,14 +2,11 @@
 data-parallel EM over two gloo processes equal to one process."""
 
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from harness import run_gloo_workers
 
 from pyro_flowkit import ConvergenceWarning
 from pyro_flowkit.inference import EM
@@ -95,31 +92,8 @@ def test_arguments_are_checked():
         EM(tol=-1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_equal_one_process(tmp_path):
-    sys.path.insert(0, str(HERE))
-    try:
-        import em_worker
-    finally:
-        sys.path.remove(str(HERE))
-    port = str(_free_port())
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "em_worker.py"), str(r), "2", port, str(tmp_path)],
-            env=env,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for r in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-2000:]
+    em_worker = run_gloo_workers(HERE / "em_worker.py", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     one = em_worker.fit_all(*em_worker.data())
     for got in ranks:

@@ -1,16 +1,13 @@
 """The one training loop: data loading, objectives, callbacks, checkpoints that resume exactly,
 Pyro's params (global and module-local), plate scaling, and two processes equal to one."""
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from harness import run_gloo_workers
 from pyro.infer.autoguide import AutoDelta
 from pyro.nn import PyroModule, PyroParam
 from torch.utils.data import Dataset
@@ -218,34 +215,11 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert torch.equal(ema.averages()[name], average), name
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_equal_one_process(tmp_path):
     """Each process reads half of every global batch; gradients (module and Pyro params) are
     averaged; the plate is scaled to the global size: the parameters after k steps are those of
     one process on the same global batches."""
-    sys.path.insert(0, str(HERE))
-    try:
-        import train_worker
-    finally:
-        sys.path.remove(str(HERE))
-    port = str(_free_port())
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "train_worker.py"), str(r), "2", port, str(tmp_path)],
-            env=env,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for r in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-2000:]
+    train_worker = run_gloo_workers(HERE / "train_worker.py", tmp_path)
     one = train_worker.run()
     for r in range(2):
         got = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)

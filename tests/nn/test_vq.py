@@ -4,14 +4,11 @@ means, agreement with vector_quantize_pytorch), perplexity, data initialisation,
 restarts, bad input, and one codebook across two gloo processes."""
 
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from harness import run_gloo_workers
 
 from pyro_flowkit.nn.vq import VectorQuantizer
 
@@ -219,35 +216,12 @@ def test_bad_arguments_and_inputs_are_refused():
     assert not vq.initialized  # a refused batch initialises nothing
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_gloo_processes_keep_one_codebook(tmp_path):
     """Each process quantises its own half of every batch (different clusters): the EMA
     statistics are summed over the processes, so both keep the codebook that one process gets
     on the whole batches; data initialisation and restarts (which draw random vectors) are
     rank 0's on both."""
-    sys.path.insert(0, str(HERE))
-    try:
-        import vq_worker
-    finally:
-        sys.path.remove(str(HERE))
-    port = str(_free_port())
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / "vq_worker.py"), str(r), "2", port, str(tmp_path)],
-            env=env,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        for r in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-2000:]
+    vq_worker = run_gloo_workers(HERE / "vq_worker.py", tmp_path)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert torch.equal(ranks[0]["plain"], ranks[1]["plain"])
     assert torch.equal(ranks[0]["initialised"], ranks[1]["initialised"])
