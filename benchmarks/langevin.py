@@ -27,6 +27,10 @@ against a bare loop that only evaluates the potential and its gradient on the sa
 cost of drawing one step's noise alone; in float64 and float32; the contenders alternate in rounds
 in one process; medians. Also the ATen operations each step dispatches.
 
+``--suite noise`` (section ``langevin_noise``): what one step's Gaussian noise costs, by
+torch's ``randn_like``, float32 draws cast, Box-Muller from ``rand`` and ``randn_like`` inside
+a ``torch.compile`` graph.
+
 ``--suite model`` (section ``langevin_model``): the cost of one potential-and-gradient call for
 64 chains of a Pyro model through ``ModelPotential`` (one ``torch.func.vmap`` pass; and its loop
 over chains, Pyro's per-point potential) against a hand-written vectorised potential of the same
@@ -38,8 +42,9 @@ three), each through ``pyro.infer.MCMC`` on the same Pyro models (the banana and
 regression written with ``pyro.sample``), one chain; seconds per MCMC step, medians of rounds in
 which the kernels alternate.
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/langevin.py [--suite ess|overhead|model|kernels|all]
-        [--chains 64] [--warmup 4000] [--draws 4000] [--rounds 20] [--results FILE] [--quick]
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/langevin.py
+        [--suite ess|overhead|noise|model|kernels|all] [--chains 64]
+        [--warmup 4000] [--draws 4000] [--rounds 20] [--results FILE] [--quick]
 """
 
 from __future__ import annotations
@@ -525,6 +530,55 @@ def overhead_suite(args: argparse.Namespace) -> str:
     return text + footer(command(args, "overhead"), start)
 
 
+NOISE_SHAPES = ((1024, 2), (256, 50), (64, 31))  # the overhead suite's chains x dimensions
+
+
+def box_muller(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """Standard normals from ``torch.rand`` by Box-Muller (both halves of each pair used)."""
+    n = math.prod(shape)
+    u = torch.rand(2, (n + 1) // 2, dtype=dtype)
+    radius = u[0].log_().mul_(-2.0).sqrt_()
+    angle = u[1].mul_(2 * math.pi)
+    return torch.cat([radius * angle.cos(), radius * angle.sin_()])[:n].view(shape)
+
+
+def noise_suite(args: argparse.Namespace) -> str:
+    """What one step's Gaussian noise costs, by four generators (alternating, medians)."""
+    start = time.time()
+    lines = [
+        "| chains × dimensions | dtype | `randn_like` µs | float32 `randn`, cast µs "
+        "| Box-Muller from `rand` µs | `randn_like` inside `torch.compile` µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for shape in NOISE_SHAPES:
+        for dtype in (torch.float64, torch.float32):
+            x = torch.zeros(shape, dtype=dtype)
+            compiled = torch.compile(lambda x: torch.randn_like(x), dynamic=False)
+            compiled(x)  # compiles outside the timings
+            fns = {
+                "randn_like": lambda x=x: torch.randn_like(x),
+                "cast": lambda x=x: torch.randn(x.shape).to(x.dtype),
+                "box_muller": lambda x=x: box_muller(tuple(x.shape), x.dtype),
+                "compiled": lambda x=x, c=compiled: c(x),
+            }
+            t = alternate({k: (lambda _b, f=f: f()) for k, f in fns.items()},
+                          itertools.repeat(None), max(args.rounds * 10, 30))  # fmt: skip
+            name = str(dtype).removeprefix("torch.")
+            cells = " | ".join(f"{t[k] * 1e6:.0f}" for k in fns)
+            lines.append(f"| {shape[0]} × {shape[1]} | {name} | {cells} |")
+            print(lines[-1], flush=True)
+    text = (
+        "### The cost of a step's noise (`--suite noise`)\n\n"
+        "Microseconds to draw one step's standard normal noise for the overhead suite's batches, "
+        f"median of {max(args.rounds * 10, 30)} rounds in which the four generators take turns: "
+        "torch's `randn_like` in the chains' dtype; float32 `randn` cast to the dtype (what "
+        "`noise_dtype=torch.float32` does); Box-Muller from `torch.rand` in the dtype; "
+        "`randn_like` inside a `torch.compile` graph (inductor's own generator).\n\n"
+        + "\n".join(lines)
+    )
+    return text + footer(command(args, "noise"), start)
+
+
 # --------------------------------------------------------------------------------------------
 # Kernels suite: our MALA / ULA kernels against Pyro's HMC with one leapfrog step
 
@@ -745,7 +799,7 @@ DEFAULTS = {"chains": (64, 8), "warmup": (4000, 100), "draws": (4000, 100), "rou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--suite", choices=["ess", "overhead", "model", "kernels", "all"], default="all"
+        "--suite", choices=["ess", "overhead", "noise", "model", "kernels", "all"], default="all"
     )
     parser.add_argument("--chains", type=int, help="chains of sample_langevin (64)")
     parser.add_argument("--warmup", type=int, help="warm-up steps of the MALA runs (4000)")
@@ -763,6 +817,7 @@ def main() -> None:
     suites = {
         "ess": ess_suite,
         "overhead": overhead_suite,
+        "noise": noise_suite,
         "model": model_suite,
         "kernels": kernels_suite,
     }

@@ -17,7 +17,11 @@ of that one-hot block with the rows gives the per-cluster sums. No label vector 
 the loop. A row at exactly equal distance from two centres would count twice; the pass counts
 the (row, nearest centre) pairs, an exact integer, and when they exceed the rows it recomputes
 the iteration with first-index tie-breaking, scikit-learn's rule. Each iteration synchronises
-with the device once, for the convergence test.
+with the device once, for the convergence test. On a CPU with several torch threads the chunks of
+a pass are shared out among as many Python threads, each running its operations on one torch
+thread (torch releases the GIL inside them), as scikit-learn shares its chunks among OpenMP
+threads: a chunk is some twenty small operations, and waking torch's own threads for each of them
+cost more than it saved (1.4-1.8x the one-thread time on two cores).
 
 References:
     Least Squares Quantization in PCM (Lloyd, 1982).
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import pyro
@@ -53,6 +58,8 @@ from pyro_flowkit.models._mixture import (
 from pyro_flowkit.validation import check_choice
 
 __all__ = ["KMeans", "kmeans_plusplus", "squared_distances"]
+
+_MIN_SHARED_ROWS = 4096  # below this many rows a chunk is not worth a thread of its own
 
 
 def squared_distances(x: Tensor, centres: Tensor) -> Tensor:
@@ -103,7 +110,8 @@ def _squared_distances_t(x: Tensor, x2: Tensor, centres: Tensor) -> Tensor:
 
 
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, MixtureEstimator):
-    r"""K-means clustering by Lloyd's algorithm: chunked, restarts batched, data-parallel under
+    r"""K-means clustering by Lloyd's algorithm: chunked, restarts batched, chunks shared among
+    the CPU threads torch is given (``torch.set_num_threads``), data-parallel under
     ``torch.distributed`` (statistics all-reduced once per iteration).
 
     Arguments:
@@ -199,18 +207,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Mi
             torch.distributed.broadcast(starts, src=0)
         k = self.n_clusters
         rows = self._rows_for(self.n_init * k)
-        lloyd = _Lloyd(xt, rows)
-        self._tol_abs = self.tol * float(lloyd.variance.mean())
-        runs = lloyd.run(starts - lloyd.mean, self.max_iter, self._tol_abs)
-        self._empty = lloyd.reseeded
-        # the final inertia of every restart, then the labels of the best one
-        if len(runs.centres) == 1:
-            inertia, labels = lloyd.final(runs.centres[0])
-            best, self.inertia_ = 0, float(inertia)
-        else:
-            inertias = lloyd.inertia(runs.centres).tolist()
-            best = min(range(len(inertias)), key=inertias.__getitem__)  # the first of ties
-            self.inertia_, labels = float(inertias[best]), lloyd.final(runs.centres[best])[1]
+        with _Lloyd(xt, rows) as lloyd:
+            self._tol_abs = self.tol * float(lloyd.variance.mean())
+            runs = lloyd.run(starts - lloyd.mean, self.max_iter, self._tol_abs)
+            self._empty = lloyd.reseeded
+            # the final inertia of every restart, then the labels of the best one
+            if len(runs.centres) == 1:
+                inertia, labels = lloyd.final(runs.centres[0])
+                best, self.inertia_ = 0, float(inertia)
+            else:
+                inertias = lloyd.inertia(runs.centres).tolist()
+                best = min(range(len(inertias)), key=inertias.__getitem__)  # first of ties
+                self.inertia_, labels = float(inertias[best]), lloyd.final(runs.centres[best])[1]
         centres = runs.centres[best]
         self.labels_ = self._export(labels)
         self.cluster_centers_ = self._export(centres + lloyd.mean)
@@ -344,14 +352,51 @@ class _Lloyd:
         if distributed():
             torch.distributed.all_reduce(squares)
         self.variance = squares / self.n  # per feature, as numpy.var
+        # on a CPU with several torch threads, the chunks of a pass are shared out among that
+        # many Python threads, each running its operations on one torch thread (torch releases
+        # the GIL inside them), as scikit-learn shares chunks among OpenMP threads; torch's own
+        # threads, woken for each of a chunk's twenty small operations, made a 2-thread pass
+        # 1.4x slower than a 1-thread one (benchmarks/RESULTS.md, em_kmeans)
+        self.workers = torch.get_num_threads() if x.device.type == "cpu" else 1
+        if self.workers > 1:  # at least one chunk per worker, unless chunks would be small
+            rows = min(rows, max(_MIN_SHARED_ROWS, -(-n // self.workers)))
         self.rows = rows
+        self._threads: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
         self.reseeded = 0
         self._arange: Tensor | None = None
         self._buffers: dict[str, Tensor] = {}
 
+    def __enter__(self) -> _Lloyd:
+        """Run the passes on one torch thread per worker (see ``__init__``), restored on exit."""
+        if self.workers > 1:
+            self._threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            if len(self._chunks()) > 1:
+                self._pool = ThreadPoolExecutor(
+                    self.workers - 1, initializer=torch.set_num_threads, initargs=(1,)
+                )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+            self._threads = None
+
     # ------------------------------------------------------------ passes over the data
     def _chunks(self) -> range:
         return range(0, self.xt.shape[1], self.rows)
+
+    def _shares(self) -> list[range]:
+        """The chunks' starts, in one contiguous share per worker that gets any."""
+        chunks = self._chunks()
+        if self._pool is None:
+            return [chunks]
+        per = -(-len(chunks) // self.workers)
+        return [chunks[i : i + per] for i in range(0, len(chunks), per)]
 
     def _buffer(self, name: str, size: int, like: Tensor) -> Tensor:
         """``size`` elements of a buffer kept for the whole fit: a chunk's temporaries are
@@ -362,17 +407,20 @@ class _Lloyd:
             buffer = self._buffers[name] = like.new_empty(size)
         return buffer[:size]
 
-    def _distances(self, flat: Tensor, c2: Tensor, start: int) -> tuple[Tensor, Tensor]:
+    def _distances(
+        self, flat: Tensor, c2: Tensor, start: int, worker: int = 0
+    ) -> tuple[Tensor, Tensor]:
         """The chunk of rows from ``start`` and :math:`\\|c\\|^2 - 2 c^\\top x`, ``(R K, m)``."""
         xc = self.xt[:, start : start + self.rows]
-        out = self._buffer("dist", len(flat) * xc.shape[1], flat).view(len(flat), -1)
+        size = len(flat) * xc.shape[1]
+        out = self._buffer(f"dist{worker}", size, flat).view(len(flat), -1)
         return xc, torch.addmm(c2, flat, xc, alpha=-2.0, out=out)
 
-    def _nearest(self, dist: Tensor) -> Tensor:
+    def _nearest(self, dist: Tensor, worker: int = 0) -> Tensor:
         """The minimum over dim 1 of ``dist`` ``(R, K, m)``, a reduction across contiguous rows
         (10x faster than one along the short axis)."""
         r, _, m = dist.shape
-        return torch.amin(dist, 1, out=self._buffer("nearest", r * m, dist).view(r, m))
+        return torch.amin(dist, 1, out=self._buffer(f"nearest{worker}", r * m, dist).view(r, m))
 
     def _labels(self, dist: Tensor, nearest: Tensor) -> Tensor:
         """The first index of the minimum along dim 1 of ``dist`` ``(R, K, m)``: ``(R, m)``."""
@@ -397,20 +445,44 @@ class _Lloyd:
         r, k, d = centres.shape
         flat = centres.reshape(r * k, d)
         c2 = flat.square().sum(1, keepdim=True)
-        packed = flat.new_zeros(r * k * d + r * k + 2 * r)  # one all-reduce
+        if (exact or k > 16) and self._arange is None:
+            self._arange = torch.arange(k, device=flat.device)
+        shares = self._shares()
+        pending = [  # the other workers' shares, while this thread runs the first
+            self._pool.submit(self._share_stats, share, i, flat, c2, k, exact)
+            for i, share in enumerate(shares[1:], 1)
+        ]
+        packed = self._share_stats(shares[0], 0, flat, c2, k, exact)
+        for future in pending:
+            packed += future.result()
+        sums, counts, inertia, pairs = packed.split([r * k * d, r * k, r, r])
+        by_labels = k > 16
+        sums = sums.view(r, d, k) if by_labels else sums.view(r * k, d)
+        counts = counts.view(r, k)
+        late = exact or self.n < 2 / torch.finfo(flat.dtype).eps
+        if distributed():
+            torch.distributed.all_reduce(packed)
+        sums = sums.transpose(1, 2) if by_labels else sums.view(r, k, d)
+        return sums, counts, inertia, counts.sum(1) if late else pairs
+
+    def _share_stats(
+        self, starts: range, worker: int, flat: Tensor, c2: Tensor, k: int, exact: bool
+    ) -> Tensor:
+        """:meth:`stats` over the chunks from ``starts``, packed as ``[sums, counts, inertia,
+        pairs]`` (one all-reduce) into a tensor of this share's own."""
+        r, d = len(flat) // k, flat.shape[1]
+        packed = flat.new_zeros(r * k * d + r * k + 2 * r)
         sums, counts, inertia, pairs = packed.split([r * k * d, r * k, r, r])
         by_labels = k > 16
         sums = sums.view(r, d, k) if by_labels else sums.view(r * k, d)
         counts = counts.view(r, k)
         # float32 counts are exact integers below 2^24 rows: then pairs are counted at the end
         late = exact or self.n < 2 / torch.finfo(flat.dtype).eps
-        if (exact or by_labels) and self._arange is None:
-            self._arange = torch.arange(k, device=flat.device)
-        for start in self._chunks():
-            xc, dist = self._distances(flat, c2, start)
-            m, first = xc.shape[1], start == 0
+        for start in starts:
+            xc, dist = self._distances(flat, c2, start, worker)
+            m, first = xc.shape[1], start == starts[0]
             dist = dist.view(r, k, m)
-            nearest = self._nearest(dist)  # (R, m)
+            nearest = self._nearest(dist, worker)  # (R, m)
             if exact:
                 labels = self._labels(dist, nearest)
                 onehot = torch.eq(labels[:, None], self._arange[:, None], out=dist)
@@ -437,10 +509,7 @@ class _Lloyd:
                 torch.sum(nearest, 1, out=inertia)
             else:
                 inertia += nearest.sum(1)
-        if distributed():
-            torch.distributed.all_reduce(packed)
-        sums = sums.transpose(1, 2) if by_labels else sums.view(r, k, d)
-        return sums, counts, inertia, counts.sum(1) if late else pairs
+        return packed
 
     def inertia(self, centres: Tensor) -> Tensor:
         """The inertia ``(R,)`` of each restart's centres ``(R, K, d)``, over all processes."""

@@ -173,3 +173,44 @@ def test_float32_fit_agrees_with_float64():
     assert km32.n_iter_ == km64.n_iter_
     assert km32.inertia_ == pytest.approx(km64.inertia_, rel=1e-5)
     assert (km32.labels_ == km64.labels_).float().mean() > 0.999
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", ["one-hot sums", "labelled sums", "exact ties", "restarts"])
+def test_chunks_shared_among_threads_give_scikit_learns_fit(two_threads, case):
+    # with two torch threads a pass shares its chunks between two Python threads, each on one
+    # torch thread: the fit must still be scikit-learn's, and torch's threads come back after
+    from pyro_flowkit.models.kmeans import _Lloyd
+
+    if case == "exact ties":
+        x = torch.randint(0, 6, (3000, 2), generator=torch.Generator().manual_seed(0)).double()
+        init = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [4.0, 4.0]], dtype=x.dtype)
+    else:
+        k = 24 if case == "labelled sums" else 6
+        x = clusters(3000, d=3, k=k, seed=2)
+        init = x[:k].clone()
+    with _Lloyd(x, 250) as lloyd:
+        assert torch.get_num_threads() == 1 and len(lloyd._shares()) == 2
+    assert torch.get_num_threads() == 2
+    k = len(init)
+    if case == "restarts":
+        ours = KMeans(k, n_init=3, seed=1, chunk_size=250).fit(x)
+        torch.set_num_threads(1)
+        serial = KMeans(k, n_init=3, seed=1, chunk_size=250).fit(x)
+        assert ours.n_iter_ == serial.n_iter_
+        assert ours.inertia_ == pytest.approx(serial.inertia_, rel=1e-12)
+        assert torch.equal(ours.labels_, serial.labels_)
+        return
+    sk = SkKMeans(k, init=init.numpy(), n_init=1, algorithm="lloyd").fit(x.numpy())
+    ours = KMeans(k, init=init, chunk_size=250).fit(x)
+    assert torch.get_num_threads() == 2
+    assert ours.n_iter_ == sk.n_iter_
+    assert ours.inertia_ == pytest.approx(sk.inertia_, rel=1e-10)
+    assert (ours.labels_.numpy() == sk.labels_).all()
