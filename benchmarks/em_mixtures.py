@@ -269,6 +269,29 @@ def kmeans_case(data: Dataset, threads: int) -> dict[str, Fit]:
     return out
 
 
+def kmeans_gemms(data: Dataset, dtype: str, rounds: int = 300) -> dict[str, float]:
+    """Median seconds, on one thread, of the two GEMMs of a Lloyd iteration whose rows fit one
+    chunk, at ``KMeans``'s shapes and layout: the distances ``|c|^2 - 2 C X^T`` ``(K, n)`` and the
+    one-hot sums ``onehot X`` ``(K, d)`` (``models/kmeans.py``, ``_Lloyd.stats``)."""
+    x = torch.from_numpy(data.x.astype(dtype))
+    xt = (x - x.mean(0)).T.contiguous()  # centred, transposed, as the fit keeps it
+    centres = xt[:, : data.k].T.contiguous()
+    c2 = centres.square().sum(1, keepdim=True)
+    dist = torch.addmm(c2, centres, xt, alpha=-2.0)
+    onehot = dist.eq(dist.amin(0)).to(x.dtype)
+    sums = x.new_empty(data.k, x.shape[1])
+    steps = {
+        "distances": lambda _b: torch.addmm(c2, centres, xt, alpha=-2.0, out=dist),
+        "sums": lambda _b: torch.mm(onehot, xt.T, out=sums),
+    }
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return alternate(steps, itertools.repeat(None), rounds)
+    finally:
+        torch.set_num_threads(previous)
+
+
 # --------------------------------------------------------------------------------------------
 # Tables
 
@@ -327,16 +350,40 @@ KM_INIT_HEAD = (
 )
 
 
+def per_iteration(fits: dict[str, Fit], who: str, dtype: str) -> float:
+    """Seconds per iteration after the first: (fit - fit at ``max_iter=1``) / (iterations - 1)."""
+    f, f1 = fits[f"{who} {dtype}"], fits[f"{who} {dtype} max_iter=1"]
+    return (f.seconds - f1.seconds) / max(f.n_iter - 1, 1)
+
+
+KM_GEMM_HEAD = (
+    "| data | dtype | distances GEMM µs | sums GEMM µs | both µs | sklearn's iteration µs "
+    "| both / sklearn's iteration | our iteration µs |\n" + "|---" * 8 + "|"
+)
+
+
+def kmeans_gemm_row(data: Dataset, fits: dict[str, Fit], dtype: str) -> str:
+    """The two GEMMs of an iteration against the one-thread fits' seconds per iteration."""
+    t = kmeans_gemms(data, dtype)
+    both, sk = t["distances"] + t["sums"], per_iteration(fits, "sklearn", dtype)
+    cells = [t["distances"], t["sums"], both, sk]
+    return (
+        f"| {data.name}, K = {data.k} | {dtype} | "
+        + " | ".join(f"{c * 1e6:.0f}" for c in cells)
+        + f" | {both / sk:.2f} | {per_iteration(fits, 'ours', dtype) * 1e6:.0f} |"
+    )
+
+
 def kmeans_rows(data: Dataset, threads: int, fits: dict[str, Fit]) -> tuple[list[str], list[str]]:
     """Rows of the same-start table and of the n_init table."""
     ref = fits["sklearn float64"]
     same = []
     for dtype in ("float64", "float32"):
         sk, sk1 = fits[f"sklearn {dtype}"], fits[f"sklearn {dtype} max_iter=1"]
-        sk_iter = (sk.seconds - sk1.seconds) / max(sk.n_iter - 1, 1)
+        sk_iter = per_iteration(fits, "sklearn", dtype)
         for who in ("sklearn", "ours"):
             f, f1 = fits[f"{who} {dtype}"], fits[f"{who} {dtype} max_iter=1"]
-            per_iter = (f.seconds - f1.seconds) / max(f.n_iter - 1, 1)
+            per_iter = per_iteration(fits, who, dtype)
             ours = who == "ours"
             cells = [
                 f"{f.seconds / sk.seconds:.2f}" if ours else "",
@@ -460,14 +507,18 @@ def gmm_suite(args: argparse.Namespace) -> str:
 def kmeans_suite(args: argparse.Namespace) -> str:
     start, load = time.time(), os.getloadavg()[0]
     warm_up()
-    same, restarts = [KM_HEAD], [KM_INIT_HEAD]
+    same, restarts, gemms = [KM_HEAD], [KM_INIT_HEAD], [KM_GEMM_HEAD]
     for data in datasets(args.quick):
         if args.rounds:
             data.rounds = args.rounds
         for threads in KM_THREADS:
-            rows = kmeans_rows(data, threads, kmeans_case(data, threads))
+            fits = kmeans_case(data, threads)
+            rows = kmeans_rows(data, threads, fits)
             same += rows[0]
             restarts += rows[1]
+            if threads == 1 and len(data.x) <= KMeans(data.k)._rows_for(data.k):
+                gemms += [kmeans_gemm_row(data, fits, dtype) for dtype in ("float64", "float32")]
+                print("\n".join(gemms[-2:]), flush=True)
             print("\n".join(rows[0] + rows[1]), flush=True)
     text = (
         "### K-means (Lloyd) against scikit-learn (`benchmarks/em_mixtures.py --suite kmeans`)"
@@ -483,7 +534,15 @@ def kmeans_suite(args: argparse.Namespace) -> str:
         "own (seed 0), best inertia kept; ours runs the restarts side by side, sklearn one "
         f"after another; ours {KM_RESTARTS} × `n_init=1`: the same work one restart at a "
         f"time.\n\nLoad average (1 min) at the start and end: {load:.2f}, "
-        f"{os.getloadavg()[0]:.2f}.\n\n" + "\n".join(same) + "\n\n" + "\n".join(restarts)
+        f"{os.getloadavg()[0]:.2f}.\n\n"
+        + "\n".join(same)
+        + "\n\n"
+        + "\n".join(restarts)
+        + "\n\nWhere a one-chunk iteration goes (sets whose rows fit one chunk; one thread): "
+        "median µs of the iteration's two GEMMs at `KMeans`'s shapes and layout, alternating, "
+        "300 rounds (distances `|c|^2 - 2 C X^T` by `addmm`, `(K, d) x (d, n)`; one-hot sums "
+        "`(K, n) x (n, d)` by `mm`), against the iterations of the one-thread fits above "
+        "(µs per further iteration).\n\n" + "\n".join(gemms)
     )
     return text + footer(command(args, "kmeans"), start)
 

@@ -1,11 +1,13 @@
 """Speed of the image-flow parts: our 1x1 convolution against Pyro's, and a Glow step's overhead.
 
-1. ``InvertibleConv1x1`` (LU form, one ``conv2d``) against Pyro's ``GeneralizedChannelPermute``
-   (the same LU parametrisation, applied by broadcasting) at C = 12, 48, 96 on a batch of 64
-   8x8 images: forward map + log-det with gradients enabled (as in training), and the same
-   followed by a backward pass.
+1. ``InvertibleConv1x1`` (LU form, one batched matrix product over the pixels) against Pyro's
+   ``GeneralizedChannelPermute`` (the same LU parametrisation, applied by broadcasting) at
+   C = 12, 48, 96 on a batch of 64 8x8 images: forward map + log-det with gradients enabled
+   (as in training), and the same followed by a backward pass.
 2. A Glow step (ActNorm -> 1x1 convolution -> affine coupling, run from the data side as in
-   training, log-det included) against its conditioner network alone on the same input.
+   training, log-det included) against its conditioner network alone on the same input, with
+   the ATen operations each dispatches (views included; by part for the step) and the time per
+   operation the step adds, (step - conditioner) / (its operations - the conditioner's).
 
 Every timing alternates the contenders in one process (median of many rounds), so background
 load hits them alike; ratios, not absolute times, are the result.
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import torch
 from digits_flows import footer, write_results
+from langevin import CountOps
 from pyro.distributions.transforms import GeneralizedChannelPermute
 
 from pyro_flowkit.transforms import ActNorm, InvertibleConv1x1, channel_mask, coupling
@@ -76,7 +79,9 @@ def conv1x1_table(rounds: int) -> str:
     return "\n".join(lines)
 
 
-def _glow_step_fns(shape: tuple[int, int, int], hidden: int, batch: int) -> dict:
+def _glow_step(shape: tuple[int, int, int], hidden: int, batch: int) -> tuple:
+    """A Glow step's transforms (Pyro's order, ActNorm initialised from the data side), a batch
+    on the data side, and its conditioner with the coupling's kept half of that batch."""
     c = shape[0]
     couple = coupling("affine", channel_mask(shape), hidden)
     parts = [couple, InvertibleConv1x1(c), ActNorm(shape)]  # Pyro's order
@@ -84,7 +89,11 @@ def _glow_step_fns(shape: tuple[int, int, int], hidden: int, batch: int) -> dict
     for t in reversed(parts):  # initialise ActNorm from the data side
         y = t.inv(y)
     y = torch.randn(batch, *shape)
-    kept = y[:, : (c + 1) // 2].contiguous()
+    return parts, y, couple.conditioner, y[:, : (c + 1) // 2].contiguous()
+
+
+def _glow_step_fns(shape: tuple[int, int, int], hidden: int, batch: int) -> dict:
+    parts, y, conditioner, kept = _glow_step(shape, hidden, batch)
 
     def step() -> object:
         x, total = y, 0
@@ -94,13 +103,29 @@ def _glow_step_fns(shape: tuple[int, int, int], hidden: int, batch: int) -> dict
             total = total + ladj
         return x, total
 
-    return {"step": step, "conditioner": lambda: couple.conditioner(kept)}
+    return {"step": step, "conditioner": lambda: conditioner(kept)}
+
+
+def _step_ops(shape: tuple[int, int, int], hidden: int, batch: int) -> dict[str, int]:
+    """ATen operations (views included) one step dispatches, by part, and its conditioner's."""
+    parts, y, conditioner, kept = _glow_step(shape, hidden, batch)
+    ops, x, total = {}, y, 0
+    for t in reversed(parts):  # as the timed step does, the log-det's sum included
+        with CountOps() as count:
+            x, ladj = t.inverse_and_log_det(x)
+            total = total + ladj
+        ops[type(t).__name__] = sum(count.ops.values())
+    with CountOps() as count:
+        conditioner(kept)
+    ops["step"], ops["conditioner"] = sum(ops.values()), sum(count.ops.values())
+    return ops
 
 
 def glow_step_table(rounds: int) -> str:
     lines = [
-        "| event (C, H, W) | hidden | batch | step ms | conditioner ms | step / conditioner |",
-        "|---|---|---|---|---|---|",
+        "| event (C, H, W) | hidden | batch | step ms | conditioner ms | step / conditioner "
+        "| ATen ops: step (ActNorm / 1x1 conv / coupling) / conditioner | µs per extra op |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for shape, hidden, batch in [
         ((4, 4, 4), 64, 128),
@@ -110,9 +135,13 @@ def glow_step_table(rounds: int) -> str:
         ((48, 8, 8), 512, 64),
     ]:
         t = alternate(_glow_step_fns(shape, hidden, batch), rounds)
+        n = _step_ops(shape, hidden, batch)
+        parts = f"{n['ActNorm']} / {n['InvertibleConv1x1']} / {n['AffineCoupling']}"
+        extra = (t["step"] - t["conditioner"]) / (n["step"] - n["conditioner"]) * 1e6
         lines.append(
             f"| {shape} | {hidden} | {batch} | {t['step'] * 1e3:.3f} "
-            f"| {t['conditioner'] * 1e3:.3f} | {t['step'] / t['conditioner']:.3f} |"
+            f"| {t['conditioner'] * 1e3:.3f} | {t['step'] / t['conditioner']:.3f} "
+            f"| {n['step']} ({parts}) / {n['conditioner']} | {extra:.1f} |"
         )
     return "\n".join(lines)
 

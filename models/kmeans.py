@@ -309,6 +309,15 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Mi
         return self._initial_centres(x, self._generator())
 
 
+def _unpack(packed: Tensor, r: int, k: int, d: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Views of a pass's packed statistics ``[sums, counts, inertia, pairs]`` (packed so that
+    one all-reduce serves them): sums ``(R, d, K)`` for more than 16 clusters (filled by
+    ``index_add_``), else ``(R K, d)``; counts ``(R, K)``; inertia and pairs ``(R,)``."""
+    sums, counts, inertia, pairs = packed.split([r * k * d, r * k, r, r])
+    sums = sums.view(r, d, k) if k > 16 else sums.view(r * k, d)
+    return sums, counts.view(r, k), inertia, pairs
+
+
 class _Runs(NamedTuple):
     """The outcome of :meth:`_Lloyd.run`, one entry per restart."""
 
@@ -455,15 +464,16 @@ class _Lloyd:
         packed = self._share_stats(shares[0], 0, flat, c2, k, exact)
         for future in pending:
             packed += future.result()
-        sums, counts, inertia, pairs = packed.split([r * k * d, r * k, r, r])
-        by_labels = k > 16
-        sums = sums.view(r, d, k) if by_labels else sums.view(r * k, d)
-        counts = counts.view(r, k)
-        late = exact or self.n < 2 / torch.finfo(flat.dtype).eps
         if distributed():
             torch.distributed.all_reduce(packed)
-        sums = sums.transpose(1, 2) if by_labels else sums.view(r, k, d)
-        return sums, counts, inertia, counts.sum(1) if late else pairs
+        sums, counts, inertia, pairs = _unpack(packed, r, k, d)
+        sums = sums.transpose(1, 2) if k > 16 else sums.view(r, k, d)
+        return sums, counts, inertia, counts.sum(1) if self._late(flat, exact) else pairs
+
+    def _late(self, flat: Tensor, exact: bool) -> bool:
+        """Whether the (row, nearest centre) pairs are the counts' sum, taken at the end: float32
+        counts are exact integers below 2^24 rows."""
+        return exact or self.n < 2 / torch.finfo(flat.dtype).eps
 
     def _share_stats(
         self, starts: range, worker: int, flat: Tensor, c2: Tensor, k: int, exact: bool
@@ -472,12 +482,8 @@ class _Lloyd:
         pairs]`` (one all-reduce) into a tensor of this share's own."""
         r, d = len(flat) // k, flat.shape[1]
         packed = flat.new_zeros(r * k * d + r * k + 2 * r)
-        sums, counts, inertia, pairs = packed.split([r * k * d, r * k, r, r])
-        by_labels = k > 16
-        sums = sums.view(r, d, k) if by_labels else sums.view(r * k, d)
-        counts = counts.view(r, k)
-        # float32 counts are exact integers below 2^24 rows: then pairs are counted at the end
-        late = exact or self.n < 2 / torch.finfo(flat.dtype).eps
+        sums, counts, inertia, pairs = _unpack(packed, r, k, d)
+        by_labels, late = k > 16, self._late(flat, exact)
         for start in starts:
             xc, dist = self._distances(flat, c2, start, worker)
             m, first = xc.shape[1], start == starts[0]

@@ -202,6 +202,7 @@ def test_chunks_shared_among_threads_give_scikit_learns_fit(two_threads, case):
     k = len(init)
     if case == "restarts":
         ours = KMeans(k, n_init=3, seed=1, chunk_size=250).fit(x)
+        assert torch.get_num_threads() == 2
         torch.set_num_threads(1)
         serial = KMeans(k, n_init=3, seed=1, chunk_size=250).fit(x)
         assert ours.n_iter_ == serial.n_iter_
